@@ -1,0 +1,151 @@
+"""The demo data pump: publish readings at a rate, then each Actual after its label delay."""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rigwatch.config import Settings
+from rigwatch.data import Dataset
+from rigwatch.kafka import ReliableProducer, StopFlag
+from rigwatch.schemas import Codecs
+from rigwatch.stack import endpoints
+from loadgen.readings import ReadingStream
+
+__all__ = ["PumpOptions", "PumpReport", "run_pump"]
+
+
+@dataclass(frozen=True)
+class PumpOptions:
+    """What ``rigwatch pump`` sends; see ``rigwatch pump --help``."""
+
+    rate: float = 100.0
+    count: int | None = None
+    duration: float | None = None
+    order: str = "iid"
+    rigs: int = 1
+    label_delay: float = 5.0
+    label_coverage: float = 1.0
+    bad_rate: float = 0.0
+    seed: int = 0
+    run_id: str | None = None
+
+
+@dataclass
+class PumpReport:
+    """What the pump sent."""
+
+    run_id: str
+    readings: int = 0
+    bad: int = 0
+    actuals: int = 0
+    seconds: float = 0.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Progress:
+    """One refreshing status line (only when writing to a terminal, else a line every 5 s)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.tty, self._last = out, out.isatty(), 0.0
+
+    def show(self, text: str, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last < (0.2 if self.tty else 5.0):
+            return
+        self._last = now
+        if self.tty:
+            self.out.write("\r\x1b[2K" + text + ("\n" if final else ""))
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+
+def run_pump(
+    settings: Settings,
+    dataset: Dataset,
+    options: PumpOptions,
+    stop: StopFlag,
+    out: TextIO = sys.stderr,
+) -> PumpReport:
+    """Publish readings (and delayed actuals) until count, duration or *stop*; flush everything."""
+    if options.count is None and options.duration is None and stop is None:
+        raise ValueError("an endless pump needs a stop flag")
+    codecs = Codecs.load()
+    topics = settings.topics
+    report = PumpReport(run_id=options.run_id or uuid.uuid4().hex[:10])
+    stream = ReadingStream(
+        dataset,
+        codecs.sensor_reading,
+        run_id=report.run_id,
+        order=options.order,
+        rigs=options.rigs,
+        count=options.count,
+        bad_rate=options.bad_rate,
+        label_coverage=options.label_coverage,
+        seed=options.seed,
+    )
+    producer = ReliableProducer(endpoints(settings).bootstrap)
+    pending: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
+    progress = _Progress(out)
+    started = time.monotonic()
+    deadline = started + options.duration if options.duration is not None else float("inf")
+
+    def send_due_actuals(now: float) -> None:
+        while pending and pending[0][0] <= now:
+            _, key, actual = pending.popleft()
+            # The label is observed when it is sent: that is what label latency measures.
+            actual["observed_time"] = _now_ms()
+            producer.produce(topics.actuals, codecs.actual.encode(actual), key=key)
+            report.actuals += 1
+
+    def status() -> str:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        sent = report.readings + report.bad
+        return (
+            f"pump {report.run_id}: sent {sent}{f'/{options.count}' if options.count else ''}"
+            f" ({sent / elapsed:,.0f}/s), malformed {report.bad}, actuals {report.actuals},"
+            f" actuals pending {len(pending)}"
+        )
+
+    for seq, event in enumerate(stream.events(_now_ms)):
+        now = time.monotonic()
+        if stop or now >= deadline:
+            break
+        if options.rate > 0:
+            # Pace against the schedule, not the previous send, so the rate does not drift.
+            ahead = started + seq / options.rate - now
+            if ahead > 0:
+                stop.wait(ahead)
+        producer.produce(topics.sensor_readings, event.value, key=event.key)
+        if event.bad_kind:
+            report.bad += 1
+        else:
+            report.readings += 1
+        if event.label is not None and event.reading is not None:
+            actual = {
+                "event_id": event.reading["event_id"],
+                "rig_id": event.reading["rig_id"],
+                "label": event.label,
+                "observed_time": 0,
+            }
+            pending.append((time.monotonic() + options.label_delay, event.key, actual))
+        send_due_actuals(time.monotonic())
+        progress.show(status())
+
+    # Labels still owed are delivered on schedule, unless asked to stop.
+    while pending and not stop:
+        progress.show(status())
+        stop.wait(min(0.1, max(0.0, pending[0][0] - time.monotonic())))
+        send_due_actuals(time.monotonic())
+    producer.flush()
+    report.seconds = time.monotonic() - started
+    progress.show(status() + f", done in {report.seconds:.1f} s", final=True)
+    return report

@@ -1,0 +1,125 @@
+"""Turn a :class:`~rigwatch.data.Dataset` into a seeded stream of encoded readings (no I/O)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rigwatch.codec import MARKER, Codec
+from rigwatch.data import SENSOR_COLUMNS, Dataset
+from rigwatch.exceptions import ConfigError
+
+__all__ = ["BAD_KINDS", "PumpEvent", "ReadingStream"]
+
+#: Malformed records the pump can mix in, named by the reason the scorer reports.
+BAD_KINDS = ("not_single_object", "unknown_schema", "bad_body", "missing_field")
+
+
+@dataclass(frozen=True)
+class PumpEvent:
+    """One record to publish: its key and bytes, and the Actual to send later (if labelled)."""
+
+    key: str
+    value: bytes
+    reading: dict[str, Any] | None
+    label: str | None
+    bad_kind: str | None = None
+
+
+class ReadingStream:
+    """Seeded readings from real (or simulated) cycles, one cycle counter per rig.
+
+    Parameters
+    ----------
+    dataset
+        Cycles to replay.
+    order
+        ``iid``: rows sampled with replacement; ``run``: the original cycle order, repeated.
+    rigs
+        Readings go round-robin to ``rig-000`` .. ``rig-{rigs-1}``.
+    count
+        Total records, or None for an endless stream (then bad records are Bernoulli).
+    bad_rate
+        Fraction of malformed records; with *count* known, exactly ``round(count * bad_rate)``.
+    label_coverage
+        Fraction of valid readings that get an Actual.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        codec: Codec,
+        *,
+        run_id: str,
+        order: str = "iid",
+        rigs: int = 1,
+        count: int | None = None,
+        bad_rate: float = 0.0,
+        label_coverage: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if order not in ("iid", "run"):
+            raise ConfigError(f"order={order!r}: expected 'iid' or 'run'")
+        if rigs < 1:
+            raise ConfigError(f"rigs={rigs}: expected at least 1")
+        for name, value in (("bad_rate", bad_rate), ("label_coverage", label_coverage)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name}={value}: expected a fraction in [0, 1]")
+        self.dataset, self.codec, self.run_id = dataset, codec, run_id
+        self.order, self.rigs, self.count = order, rigs, count
+        self.bad_rate, self.label_coverage = bad_rate, label_coverage
+        self._rng = np.random.default_rng(seed)
+        self._bad_at: set[int] | None = None
+        if count is not None:
+            n_bad = round(count * bad_rate)
+            self._bad_at = set(self._rng.choice(count, size=n_bad, replace=False).tolist())
+
+    def events(self, clock_ms: Any) -> Iterator[PumpEvent]:
+        """Yield events; *clock_ms* is called for each reading's ``event_time``."""
+        cycles = [0] * self.rigs
+        n = len(self.dataset)
+        seq = 0
+        while self.count is None or seq < self.count:
+            rig = seq % self.rigs
+            row = int(self._rng.integers(n)) if self.order == "iid" else seq % n
+            reading = self._reading(rig, cycles[rig], row, clock_ms())
+            cycles[rig] += 1
+            if self._is_bad(seq):
+                kind = BAD_KINDS[int(self._rng.integers(len(BAD_KINDS)))]
+                yield PumpEvent(reading["rig_id"], self._malformed(kind, reading), None, None, kind)
+            else:
+                labelled = self._rng.random() < self.label_coverage
+                label = str(int(self.dataset.cool_cond[row])) if labelled else None
+                yield PumpEvent(reading["rig_id"], self.codec.encode(reading), reading, label)
+            seq += 1
+
+    def _is_bad(self, seq: int) -> bool:
+        if self._bad_at is not None:
+            return seq in self._bad_at
+        return bool(self.bad_rate) and self._rng.random() < self.bad_rate
+
+    def _reading(self, rig: int, cycle: int, row: int, event_time: int) -> dict[str, Any]:
+        rig_id = f"rig-{rig:03d}"
+        reading: dict[str, Any] = {
+            "event_id": f"{self.run_id}-{rig_id}-{cycle}",
+            "rig_id": rig_id,
+            "cycle": cycle,
+            "event_time": event_time,
+        }
+        for name, value in zip(SENSOR_COLUMNS, self.dataset.sensors[row].tolist(), strict=True):
+            reading[name] = value if math.isfinite(value) else None
+        return reading
+
+    def _malformed(self, kind: str, reading: dict[str, Any]) -> bytes:
+        good = self.codec.encode(reading)
+        if kind == "not_single_object":
+            return b"{" + bytes(self._rng.integers(0, 256, 24, dtype=np.uint8)) + b"}"
+        if kind == "unknown_schema":
+            return MARKER + bytes(self._rng.integers(0, 256, 8, dtype=np.uint8)) + good[10:]
+        if kind == "bad_body":
+            return good[: len(good) // 2]
+        return self.codec.encode({**reading, "event_id": ""})

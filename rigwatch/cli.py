@@ -1,0 +1,211 @@
+"""The ``rigwatch`` command line. Heavy imports happen inside commands so ``--help`` is quick."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rigwatch.config import Settings
+from rigwatch.exceptions import RigwatchError
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Streaming scoring and monitoring of a hydraulic test rig on Kafka.\n\n"
+    "Connections come from RIGWATCH_BOOTSTRAP / RIGWATCH_REDIS_URL, or from the local "
+    "stack that `rigwatch stack up` starts. Topic names use RIGWATCH_TOPIC_PREFIX (default 'rig.').",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+stack_app = typer.Typer(help="The local broker (tansu) and Redis on loopback.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+DataOption = Annotated[
+    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.11
+    typer.Option(
+        "--data",
+        help="Per-cycle CSV, UCI folder of *.txt or data.zip. Default: RIGWATCH_DATA, "
+        "else the cached UCI download, else the calibrated simulator.",
+    ),
+]
+
+
+def _fail(exc: RigwatchError) -> typer.Exit:
+    typer.secho(f"error: {exc}", err=True, fg="red")
+    return typer.Exit(code=2)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@stack_app.command("up")
+def stack_up_cmd(
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 4,
+) -> None:
+    """Start the broker and Redis on free loopback ports (unless running or configured) and create the topics."""
+    from rigwatch.stack import stack_up
+
+    settings = Settings()
+    try:
+        found = stack_up(settings, partitions=partitions)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"broker  {found.bootstrap}\nredis   {found.redis_url}\nstate   {settings.run_dir}")
+    typer.echo(f"topics  {', '.join(settings.topics.all())} ({partitions} partitions)")
+
+
+@stack_app.command("status")
+def stack_status_cmd() -> None:
+    """Show whether the local stack runs, its ports and PIDs (exit 1 when it does not)."""
+    from rigwatch.stack import stack_status
+
+    state = stack_status(Settings())
+    if state is None:
+        typer.echo("local stack: not running")
+        raise typer.Exit(code=1)
+    typer.echo(f"broker  {state.bootstrap} (pid {state.pids['broker']})")
+    typer.echo(f"redis   {state.redis_url} (pid {state.pids['redis']})")
+
+
+@stack_app.command("down")
+def stack_down_cmd() -> None:
+    """Stop exactly the processes `stack up` started (by PID)."""
+    from rigwatch.stack import stack_down
+
+    stopped = stack_down(Settings())
+    typer.echo("stopped " + ", ".join(stopped) if stopped else "local stack: nothing to stop")
+
+
+@app.command()
+def train(
+    data: DataOption = None,
+    out: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Model package folder. Default: RIGWATCH_MODEL_DIR (.rigwatch/models/cooler)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of LightGBM.")] = 42,
+) -> None:
+    """Train the LightGBM cooler-condition model and write its package (model, metadata, reference profile)."""
+    from rigwatch.model import train_and_write
+
+    try:
+        train_and_write(data, out or Settings().model_dir, seed=seed)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def scorer(
+    model: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(help="Model package folder. Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."),
+    ] = None,
+    metrics_port: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9464."),
+    ] = None,
+) -> None:
+    """Score sensor readings into predictions until SIGTERM/SIGINT (then finish the batch, flush, commit).
+
+    Other settings (RIGWATCH_SCORER_GROUP, _BATCH_MAX, _BATCH_TIMEOUT_MS, ...) come from the environment.
+    """
+    from rigwatch.kafka import StopFlag
+    from services.scorer.app import run
+    from services.scorer.config import ScorerSettings
+
+    overrides = {
+        k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None
+    }
+    try:
+        code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def pump(
+    data: DataOption = None,
+    rate: Annotated[float, typer.Option(min=0, help="Readings per second (0: as fast as possible).")] = 100.0,
+    count: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many records.")] = None,  # noqa: UP045
+    duration: Annotated[Optional[float], typer.Option(min=0, help="Stop after this many seconds.")] = None,  # noqa: UP045
+    order: Annotated[str, typer.Option(help="iid: seeded sampling; run: original cycle order.")] = "iid",
+    rigs: Annotated[int, typer.Option(min=1, help="Number of rigs (own rig_id and cycle counter).")] = 1,
+    label_delay: Annotated[float, typer.Option(min=0, help="Seconds until each Actual is sent.")] = 5.0,
+    label_coverage: Annotated[float, typer.Option(min=0, max=1, help="Fraction of readings labelled.")] = 1.0,
+    bad_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of malformed records.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of sampling, labels and malformed records.")] = 0,
+) -> None:
+    """Publish real hydraulic cycles as SensorReadings, and their Actuals after a delay.
+
+    Without --count or --duration it runs until Ctrl-C.
+    """
+    from loadgen.pump import PumpOptions, run_pump
+    from rigwatch.data import resolve_data
+    from rigwatch.kafka import StopFlag
+
+    try:
+        dataset = resolve_data(data, progress=lambda m: typer.echo(m, err=True))
+        typer.echo(f"data: {dataset.source} ({len(dataset)} cycles)", err=True)
+        options = PumpOptions(
+            rate=rate, count=count, duration=duration, order=order, rigs=rigs,
+            label_delay=label_delay, label_coverage=label_coverage, bad_rate=bad_rate, seed=seed,
+        )
+        run_pump(Settings(), dataset, options, StopFlag().install())
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic name, or its short name (predictions, sensor-readings.dlq, ...).")],
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest record.")] = False,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Stop after N records.")] = None,  # noqa: UP045
+    timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option(help="Stop after this many seconds without a record."),
+    ] = None,
+) -> None:
+    """Decode a rig topic and print one JSON object per record (DLQ records with their error headers)."""
+    from rigwatch.kafka import StopFlag, read_topics
+    from rigwatch.schemas import Codecs
+    from rigwatch.stack import endpoints
+    from rigwatch.tail import json_lines
+
+    settings = Settings()
+    if topic not in settings.topics.all() and settings.topic_prefix + topic in settings.topics.all():
+        topic = settings.topic_prefix + topic
+    try:
+        messages = read_topics(
+            endpoints(settings).bootstrap, [topic], from_beginning=from_beginning,
+            idle_timeout=timeout, stop=StopFlag().install(),
+        )
+        for line in json_lines(Codecs.load(), messages, n):
+            typer.echo(line)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def demo(
+    data: DataOption = None,
+    rate: Annotated[float, typer.Option(min=1, help="Readings per second the pump sends.")] = 50.0,
+    duration: Annotated[Optional[float], typer.Option(min=1, help="Stop after this many seconds.")] = None,  # noqa: UP045
+) -> None:
+    """Train if needed, start the stack, the scorer and the pump, and watch predictions until Ctrl-C."""
+    from rigwatch.demo import run_demo
+
+    try:
+        run_demo(Settings(), data=data, rate=rate, duration=duration)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc

@@ -1,0 +1,77 @@
+"""Settings every rigwatch process shares, read from ``RIGWATCH_*`` environment variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "Topics"]
+
+
+class Settings(BaseSettings):
+    """Where the broker, Redis, topics, model and run state are.
+
+    ``bootstrap`` / ``redis_url`` unset means: use the local stack that
+    ``rigwatch stack up`` started (its state is in ``run_dir``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="RIGWATCH_", frozen=True, extra="ignore")
+
+    bootstrap: str | None = None
+    redis_url: str | None = None
+    topic_prefix: str = "rig."
+    run_dir: Path = Path(".rigwatch/run")
+    model_dir: Path = Path(".rigwatch/models/cooler")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic names of DESIGN.md under a prefix (default ``rig.``).
+
+    Examples
+    --------
+    >>> Topics("rig.").predictions
+    'rig.predictions'
+    """
+
+    prefix: str = "rig."
+
+    @property
+    def sensor_readings(self) -> str:
+        return f"{self.prefix}sensor-readings"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}sensor-readings.dlq"
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.prefix}predictions"
+
+    @property
+    def actuals(self) -> str:
+        return f"{self.prefix}actuals"
+
+    @property
+    def metrics(self) -> str:
+        return f"{self.prefix}metrics"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    def all(self) -> tuple[str, ...]:
+        return (
+            self.sensor_readings,
+            self.dlq,
+            self.predictions,
+            self.actuals,
+            self.metrics,
+            self.alerts,
+        )

@@ -1,0 +1,155 @@
+"""``make demo``: the whole slice on one machine, with a live view of predictions."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from rigwatch.config import Settings
+from rigwatch.kafka import StopFlag, TopicReader
+from rigwatch.schemas import Codecs
+from rigwatch.stack import stack_down, stack_status, stack_up
+
+__all__ = ["run_demo"]
+
+
+def _service(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "rigwatch", *args],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(settings: Settings, *, data: Path | None, rate: float, duration: float | None) -> None:
+    """Train when no model exists, start what is missing, stream, and clean up on exit."""
+    from rigwatch.model import train_and_write
+
+    console = Console()
+    if not (settings.model_dir / "model.txt").exists():
+        console.rule("training the model (first run only)")
+        train_and_write(data, settings.model_dir, console=console)
+    started_stack = not (settings.bootstrap and settings.redis_url) and stack_status(settings) is None
+    console.rule("starting the local stack" if started_stack else "using the running stack")
+    ends = stack_up(settings)
+    console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
+    env = {
+        **os.environ,
+        "RIGWATCH_BOOTSTRAP": ends.bootstrap,
+        "RIGWATCH_REDIS_URL": ends.redis_url,
+        "RIGWATCH_MODEL_DIR": str(settings.model_dir),
+    }
+    data_args = ["--data", str(data)] if data else []
+    since_ms = int(time.time() * 1000)
+    services = [
+        _service(["scorer", "--metrics-port", "0"], settings.run_dir / "scorer.log", env),
+        _service(["pump", "--rate", str(rate), *data_args], settings.run_dir / "pump.log", env),
+    ]
+    stop = StopFlag().install()
+    try:
+        _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services)
+    finally:
+        console.print("stopping the pump and the scorer ...")
+        for proc in reversed(services):
+            _stop(proc)
+        if started_stack:
+            console.print("stopped " + ", ".join(stack_down(settings)))
+        console.print("demo: everything stopped")
+
+
+class _View:
+    """Counts and the last predictions (with their true label once it arrives)."""
+
+    def __init__(self, since_ms: int) -> None:
+        self.since_ms = since_ms
+        self.started = time.monotonic()
+        self.sent = self.predicted = self.dead = self.right = self.labelled = 0
+        self.labels: dict[str, str] = {}
+        self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=8)
+
+    def remember(self, event_id: str, label: str) -> None:
+        self.labels[event_id] = label
+        if len(self.labels) > 10_000:  # only the last few rows are shown
+            del self.labels[next(iter(self.labels))]
+
+    def render(self) -> Group:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        summary = Text(
+            f"sent {self.sent}  predictions {self.predicted} ({self.predicted / elapsed:.0f}/s)"
+            f"  dlq {self.dead}  labelled {self.labelled}"
+            f"  accuracy {self.right / self.labelled if self.labelled else float('nan'):.3f}"
+            f"  elapsed {elapsed:.0f} s   (Ctrl-C stops)"
+        )
+        table = Table("rig", "cycle", "event → scored", "predicted", "confidence", "true", "model")
+        for p in reversed(self.recent):
+            true = self.labels.get(p["event_id"], "…")
+            mark = "" if true == "…" else (" ✓" if true == p["predicted_label"] else " ✗")
+            table.add_row(
+                p["rig_id"], str(p["cycle"]), f"{p['scored_time'] - p['event_time']} ms",
+                f"{p['predicted_label']} %", f"{p['confidence']:.4f}", true + mark,
+                p["model_version"],
+            )
+        return Group(summary, table)
+
+
+def _watch(
+    console: Console,
+    settings: Settings,
+    bootstrap: str,
+    since_ms: int,
+    stop: StopFlag,
+    duration: float | None,
+    services: list[subprocess.Popen[bytes]],
+) -> None:
+    topics, codecs, view = settings.topics, Codecs.load(), _View(since_ms)
+    predicted: dict[str, str] = {}
+    watched = [topics.sensor_readings, topics.predictions, topics.actuals, topics.dlq]
+    # From the beginning, keeping only this run's records: the stack may hold older ones.
+    with TopicReader(bootstrap, watched) as reader, Live(console=console, refresh_per_second=4) as live:
+        while not stop:
+            for msg in reader.poll(0.2):
+                topic, value = msg.topic(), msg.value()
+                if topic == topics.dlq:
+                    view.dead += msg.timestamp()[1] >= since_ms
+                elif topic == topics.sensor_readings:
+                    # The broker timestamp counts malformed readings too.
+                    view.sent += msg.timestamp()[1] >= since_ms
+                elif topic == topics.predictions:
+                    p = codecs.prediction.decode(value)
+                    if p["event_time"] >= since_ms:
+                        view.predicted += 1
+                        view.recent.append(p)
+                        predicted[p["event_id"]] = p["predicted_label"]
+                else:
+                    a = codecs.actual.decode(value)
+                    if a["observed_time"] >= since_ms and a["event_id"] in predicted:
+                        view.remember(a["event_id"], a["label"])
+                        view.labelled += 1
+                        view.right += predicted.pop(a["event_id"]) == a["label"]
+            live.update(view.render())
+            if duration is not None and time.monotonic() - view.started > duration:
+                return
+            if any(proc.poll() is not None for proc in services):
+                console.print(f"[red]a service stopped on its own; see {settings.run_dir}/*.log")
+                return

@@ -1,0 +1,61 @@
+"""The exceptions rigwatch raises; every one derives from :class:`RigwatchError`."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DecodeError",
+    "DeliveryError",
+    "ModelError",
+    "RigwatchError",
+    "StackError",
+]
+
+
+class RigwatchError(Exception):
+    """Root of every error rigwatch raises on purpose."""
+
+
+class ConfigError(RigwatchError):
+    """A setting is missing or has a value that cannot work."""
+
+
+class DataError(RigwatchError):
+    """Input data cannot be found, read or trusted (wrong shape, checksum, columns)."""
+
+
+class ModelError(RigwatchError):
+    """A model package is missing, incomplete or inconsistent."""
+
+
+class StackError(RigwatchError):
+    """The local broker or Redis could not be started, reached or stopped."""
+
+
+class DeliveryError(RigwatchError):
+    """Kafka did not acknowledge a produced record; the batch must not be committed."""
+
+
+class DecodeError(RigwatchError):
+    """Bytes that are not a valid record of the expected schema.
+
+    Parameters
+    ----------
+    reason
+        A short machine-readable reason (``not_single_object``, ``unknown_schema``,
+        ``bad_body``, ``missing_field``); it becomes the DLQ ``error`` header.
+    detail
+        What was wrong, naming the field and the value where there is one.
+
+    Examples
+    --------
+    >>> err = DecodeError("unknown_schema", "fingerprint 0x01 is not a known writer schema")
+    >>> err.reason
+    'unknown_schema'
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

@@ -1,0 +1,289 @@
+"""The one Kafka producer wrapper, consumer loop and topic admin every service uses.
+
+At-least-once: a consumer stores an offset only after everything produced for
+that batch is acknowledged (``enable.auto.offset.store=false``); the background
+auto-commit then commits stored offsets, and ``close()`` commits the last ones.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+import time
+import uuid
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from rigwatch.exceptions import DeliveryError, StackError
+
+__all__ = [
+    "BatchConsumer",
+    "ReliableProducer",
+    "StopFlag",
+    "TopicReader",
+    "create_topics",
+    "read_topics",
+    "wait_for_broker",
+]
+
+# The local broker's first group join waits half the session timeout (DESIGN.md).
+SESSION_TIMEOUT_MS = 6000
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT so a loop can finish the batch in hand and exit cleanly."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> StopFlag:
+        """Route SIGTERM and SIGINT to this flag (main thread only)."""
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.set()
+        # Re-install the default SIGINT handler so doing Ctrl+C twice interrupts at once.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+
+class ReliableProducer:
+    """A confluent-kafka producer that never loses a delivery error.
+
+    The first failed delivery is kept and raised by :meth:`flush`, so the
+    caller does not commit the input of a batch whose outputs were lost.
+    """
+
+    def __init__(self, bootstrap: str, **config: Any) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "compression.type": "none",
+        }
+        conf.update(config)
+        self._producer = Producer(conf)
+        self._error: KafkaError | None = None
+        self.delivered = 0
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            if self._error is None:
+                self._error = err
+        else:
+            self.delivered += 1
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes,
+        key: str | bytes | None = None,
+        headers: Sequence[tuple[str, bytes | str]] | None = None,
+    ) -> None:
+        """Queue one record; waits for queue space instead of failing when the buffer is full."""
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait for every queued record; raise :class:`DeliveryError` if any was lost."""
+        remaining = self._producer.flush(timeout)
+        error, self._error = self._error, None
+        if error is not None:
+            raise DeliveryError(f"delivery failed: {error.str()} (code {error.code()})")
+        if remaining:
+            raise DeliveryError(f"{remaining} records still unacknowledged after {timeout:.0f} s")
+
+
+class BatchConsumer:
+    """A consumer-group member that yields batches and stores offsets only when told.
+
+    Examples
+    --------
+    The loop of every service::
+
+        consumer = BatchConsumer(bootstrap, group, [topic])
+        try:
+            for batch in consumer.batches(stop, max_messages=1000, timeout=0.05):
+                ...  # produce outputs
+                producer.flush()
+                consumer.store(batch)
+        finally:
+            consumer.close()
+    """
+
+    def __init__(self, bootstrap: str, group: str, topics: Iterable[str], **config: Any) -> None:
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": True,
+            "auto.commit.interval.ms": 1000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+        conf.update(config)
+        self._consumer = Consumer(conf)
+        self._consumer.subscribe(list(topics))
+
+    def batches(
+        self, stop: StopFlag, *, max_messages: int = 1000, timeout: float = 0.1
+    ) -> Iterator[list[Message]]:
+        """Yield non-empty batches of up to *max_messages* or *timeout* seconds until *stop*."""
+        while not stop:
+            messages = self._consumer.consume(max_messages, timeout)
+            batch = []
+            for msg in messages:
+                err = msg.error()
+                if err is None:
+                    batch.append(msg)
+                elif err.code() != KafkaError._PARTITION_EOF:
+                    # Broker or transport errors are retried by librdkafka; fatal ones are not.
+                    if err.fatal():
+                        raise KafkaException(err)
+            if batch:
+                yield batch
+
+    def store(self, batch: Sequence[Message]) -> None:
+        """Mark *batch* as processed; the next commit includes it."""
+        latest: dict[tuple[str, int], Message] = {}
+        for msg in batch:
+            latest[(msg.topic(), msg.partition())] = msg  # type: ignore[index]
+        for msg in latest.values():
+            self._consumer.store_offsets(message=msg)
+
+    def commit(self) -> None:
+        """Commit stored offsets now (synchronously); nothing stored is a no-op."""
+        try:
+            self._consumer.commit(asynchronous=False)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._NO_OFFSET:
+                raise
+
+    def close(self) -> None:
+        """Commit what is stored and leave the group."""
+        try:
+            self.commit()
+        finally:
+            self._consumer.close()
+
+
+def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
+    """Poll until a broker at *bootstrap* answers a metadata request."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise StackError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f} s") from exc
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> list[str]:
+    """Create *topics* with *partitions* each; existing topics are left alone. Returns the new ones."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics],
+        operation_timeout=10,
+    )
+    created = []
+    for topic, future in futures.items():
+        try:
+            future.result()
+            created.append(topic)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StackError(f"could not create topic {topic!r}: {exc}") from exc
+    return created
+
+
+class TopicReader:
+    """Read every partition of some topics without joining a group (nothing is committed).
+
+    Assigning partitions directly skips the group join, which costs seconds on
+    the local broker. Use as a context manager.
+    """
+
+    def __init__(self, bootstrap: str, topics: Sequence[str], *, from_beginning: bool = True) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"rigwatch-reader-{uuid.uuid4().hex}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
+        assignment = []
+        try:
+            for topic in topics:
+                metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+                if metadata.error is not None:
+                    raise KafkaException(metadata.error)
+                assignment += [TopicPartition(topic, p, start) for p in metadata.partitions]
+        except BaseException:
+            self._consumer.close()
+            raise
+        self._consumer.assign(assignment)
+
+    def poll(self, timeout: float = 0.1, max_messages: int = 500) -> list[Message]:
+        """The next records (possibly none) within *timeout* seconds."""
+        return [m for m in self._consumer.consume(max_messages, timeout) if m.error() is None]
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_topics(
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = None,
+    stop: StopFlag | None = None,
+) -> Iterator[Message]:
+    """Yield the records of *topics* until *idle_timeout* seconds pass without one, or *stop*."""
+    with TopicReader(bootstrap, topics, from_beginning=from_beginning) as reader:
+        last = time.monotonic()
+        while not stop:
+            messages = reader.poll()
+            yield from messages
+            if messages:
+                last = time.monotonic()
+            elif idle_timeout is not None and time.monotonic() - last > idle_timeout:
+                return

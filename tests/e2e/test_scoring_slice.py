@@ -1,0 +1,114 @@
+"""The foundation slice as a user runs it: pump -> broker -> scorer process -> predictions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from streams import collect, service_env
+
+from loadgen.pump import PumpOptions, run_pump
+from loadgen.readings import BAD_KINDS
+from rigwatch.data import load_csv
+from rigwatch.kafka import StopFlag
+from rigwatch.model import ModelPackage
+from rigwatch.schemas import Codecs
+
+pytestmark = pytest.mark.e2e
+
+
+def _scorer(spawn, settings, group: str):
+    env = service_env(settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="0")
+    return spawn(["scorer"], env)
+
+
+def _distinct_events(messages, codec) -> dict[str, dict]:
+    return {p["event_id"]: p for p in (codec.decode(m.value()) for m in messages)}
+
+
+def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
+    settings, spawn, hydraulic_dir: Path
+) -> None:
+    codecs = Codecs.load()
+    topics = settings.topics
+    scorer = _scorer(spawn, settings, "scorer-slice")
+    dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
+    report = run_pump(
+        settings, dataset,
+        PumpOptions(rate=0, count=2000, bad_rate=0.01, label_delay=0, rigs=3, seed=11),
+        StopFlag(),
+    )
+    assert (report.readings, report.bad, report.actuals) == (1980, 20, 1980)
+
+    predictions = collect(
+        settings.bootstrap, [topics.predictions], lambda seen: len(seen) >= 1980, settle=3.0
+    )
+    dead = collect(settings.bootstrap, [topics.dlq], lambda seen: len(seen) >= 20, settle=1.0)
+    actuals = collect(settings.bootstrap, [topics.actuals], lambda seen: len(seen) >= 1980)
+
+    by_event = _distinct_events(predictions, codecs.prediction)
+    assert len(predictions) == 1980, "no crash, so no duplicates"
+    assert len(by_event) == 1980
+    version = ModelPackage.load(settings.model_dir).version
+    assert {p["model_version"] for p in by_event.values()} == {version}
+    assert {m.key().decode() for m in predictions} == {"rig-000", "rig-001", "rig-002"}
+
+    assert len(dead) == 20
+    for msg in dead:
+        headers = {k: v.decode() for k, v in msg.headers()}
+        assert headers["error"] in BAD_KINDS
+        assert headers["error_detail"]
+        assert headers["source_topic"] == topics.sensor_readings
+        assert int(headers["source_offset"]) >= 0
+
+    labels = {a["event_id"]: a["label"] for a in map(codecs.actual.decode, (m.value() for m in actuals))}
+    right = sum(by_event[e]["predicted_label"] == label for e, label in labels.items())
+    assert right / len(labels) >= 0.99
+
+    scorer.send_signal(signal.SIGTERM)
+    assert scorer.wait(30) == 0
+
+
+def test_scorer_killed_mid_stream_and_restarted_loses_no_event(
+    settings, spawn, hydraulic_dir: Path
+) -> None:
+    codecs = Codecs.load()
+    topics = settings.topics
+    dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
+    scorer = _scorer(spawn, settings, "scorer-crash")
+    options = PumpOptions(rate=1000, count=6000, bad_rate=0.005, label_coverage=0, seed=5)
+    pumping = threading.Thread(target=run_pump, args=(settings, dataset, options, StopFlag()))
+    pumping.start()
+
+    collect(settings.bootstrap, [topics.predictions], lambda seen: len(seen) >= 1000)
+    os.kill(scorer.pid, signal.SIGKILL)
+    assert scorer.wait(10) == -signal.SIGKILL
+    _scorer(spawn, settings, "scorer-crash")
+    pumping.join()
+
+    readings = collect(settings.bootstrap, [topics.sensor_readings], lambda seen: len(seen) >= 6000)
+    valid = set()
+    for msg in readings:
+        try:
+            record = codecs.sensor_reading.decode(msg.value())
+        except Exception:
+            continue
+        if record["event_id"]:
+            valid.add(record["event_id"])
+    assert len(valid) == 6000 - 30
+
+    scored: set[str] = set()
+
+    def all_scored(seen) -> bool:
+        # Decode only what arrived since the last call.
+        for msg in seen[all_scored.done :]:
+            scored.add(codecs.prediction.decode(msg.value())["event_id"])
+        all_scored.done = len(seen)
+        return valid <= scored
+
+    all_scored.done = 0
+
+    collect(settings.bootstrap, [topics.predictions], all_scored, timeout=120)

@@ -1,0 +1,49 @@
+"""Helpers for tests that talk to the broker or run rigwatch processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+from confluent_kafka import Message
+
+from rigwatch.config import Settings
+from rigwatch.kafka import TopicReader
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment for a rigwatch process that uses *settings*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
+    env |= {
+        "RIGWATCH_BOOTSTRAP": settings.bootstrap or "",
+        "RIGWATCH_REDIS_URL": settings.redis_url or "",
+        "RIGWATCH_TOPIC_PREFIX": settings.topic_prefix,
+        "RIGWATCH_MODEL_DIR": str(settings.model_dir),
+    }
+    return env | extra
+
+
+def collect(
+    bootstrap: str,
+    topics: list[str],
+    done: Callable[[list[Message]], bool],
+    timeout: float = 90.0,
+    settle: float = 0.0,
+) -> list[Message]:
+    """Read *topics* from the beginning until ``done(messages)``, then *settle* seconds more.
+
+    Fails the test with what was seen when *timeout* passes first.
+    """
+    seen: list[Message] = []
+    deadline = time.monotonic() + timeout
+    with TopicReader(bootstrap, topics) as reader:
+        while not done(seen):
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f} s with {len(seen)} records on {topics}")
+            seen += reader.poll(0.2)
+        settle_until = time.monotonic() + settle
+        while time.monotonic() < settle_until:
+            seen += reader.poll(0.2)
+    return seen
