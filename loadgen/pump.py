@@ -9,12 +9,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from loadgen.readings import ReadingStream
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
 from rigwatch.kafka import ReliableProducer, StopFlag
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from loadgen.readings import ReadingStream
 
 __all__ = ["PumpOptions", "PumpReport", "run_pump"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,7 +25,7 @@ stack_app = typer.Typer(help="The local broker (tansu) and Redis on loopback.", 
 app.add_typer(stack_app, name="stack")
 
 DataOption = Annotated[
-    Optional[Path],  # noqa: UP045 - typer needs Optional on 3.11
+    Path | None,
     typer.Option(
         "--data",
         help="Per-cycle CSV, UCI folder of *.txt or data.zip. Default: RIGWATCH_DATA, "
@@ -40,7 +40,9 @@ def _fail(exc: RigwatchError) -> typer.Exit:
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -52,7 +54,7 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
 def stack_up_cmd(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions per topic.")] = 4,
 ) -> None:
-    """Start the broker and Redis on free loopback ports (unless running or configured) and create the topics."""
+    """Start broker and Redis on free loopback ports (unless running or configured); create the topics."""
     from rigwatch.stack import stack_up
 
     settings = Settings()
@@ -90,12 +92,12 @@ def stack_down_cmd() -> None:
 def train(
     data: DataOption = None,
     out: Annotated[
-        Optional[Path],  # noqa: UP045
+        Path | None,
         typer.Option(help="Model package folder. Default: RIGWATCH_MODEL_DIR (.rigwatch/models/cooler)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and of LightGBM.")] = 42,
 ) -> None:
-    """Train the LightGBM cooler-condition model and write its package (model, metadata, reference profile)."""
+    """Train the LightGBM cooler-condition model; write its package (model, metadata, reference)."""
     from rigwatch.model import train_and_write
 
     try:
@@ -107,11 +109,11 @@ def train(
 @app.command()
 def scorer(
     model: Annotated[
-        Optional[Path],  # noqa: UP045
+        Path | None,
         typer.Option(help="Model package folder. Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."),
     ] = None,
     metrics_port: Annotated[
-        Optional[int],  # noqa: UP045
+        int | None,
         typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9464."),
     ] = None,
 ) -> None:
@@ -123,9 +125,7 @@ def scorer(
     from services.scorer.app import run
     from services.scorer.config import ScorerSettings
 
-    overrides = {
-        k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None
-    }
+    overrides = {k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None}
     try:
         code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())
     except RigwatchError as exc:
@@ -137,8 +137,8 @@ def scorer(
 def pump(
     data: DataOption = None,
     rate: Annotated[float, typer.Option(min=0, help="Readings per second (0: as fast as possible).")] = 100.0,
-    count: Annotated[Optional[int], typer.Option(min=1, help="Stop after this many records.")] = None,  # noqa: UP045
-    duration: Annotated[Optional[float], typer.Option(min=0, help="Stop after this many seconds.")] = None,  # noqa: UP045
+    count: Annotated[int | None, typer.Option(min=1, help="Stop after this many records.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0, help="Stop after this many seconds.")] = None,
     order: Annotated[str, typer.Option(help="iid: seeded sampling; run: original cycle order.")] = "iid",
     rigs: Annotated[int, typer.Option(min=1, help="Number of rigs (own rig_id and cycle counter).")] = 1,
     label_delay: Annotated[float, typer.Option(min=0, help="Seconds until each Actual is sent.")] = 5.0,
@@ -158,8 +158,15 @@ def pump(
         dataset = resolve_data(data, progress=lambda m: typer.echo(m, err=True))
         typer.echo(f"data: {dataset.source} ({len(dataset)} cycles)", err=True)
         options = PumpOptions(
-            rate=rate, count=count, duration=duration, order=order, rigs=rigs,
-            label_delay=label_delay, label_coverage=label_coverage, bad_rate=bad_rate, seed=seed,
+            rate=rate,
+            count=count,
+            duration=duration,
+            order=order,
+            rigs=rigs,
+            label_delay=label_delay,
+            label_coverage=label_coverage,
+            bad_rate=bad_rate,
+            seed=seed,
         )
         run_pump(Settings(), dataset, options, StopFlag().install())
     except RigwatchError as exc:
@@ -168,11 +175,16 @@ def pump(
 
 @app.command()
 def tail(
-    topic: Annotated[str, typer.Argument(help="Topic name, or its short name (predictions, sensor-readings.dlq, ...).")],
-    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest record.")] = False,
-    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Stop after N records.")] = None,  # noqa: UP045
+    topic: Annotated[
+        str,
+        typer.Argument(help="Topic name, or its short name (predictions, sensor-readings.dlq, ...)."),
+    ],
+    from_beginning: Annotated[
+        bool, typer.Option("--from-beginning", help="Start at the oldest record.")
+    ] = False,
+    n: Annotated[int | None, typer.Option("--n", min=1, help="Stop after N records.")] = None,
     timeout: Annotated[
-        Optional[float],  # noqa: UP045
+        float | None,
         typer.Option(help="Stop after this many seconds without a record."),
     ] = None,
 ) -> None:
@@ -187,8 +199,11 @@ def tail(
         topic = settings.topic_prefix + topic
     try:
         messages = read_topics(
-            endpoints(settings).bootstrap, [topic], from_beginning=from_beginning,
-            idle_timeout=timeout, stop=StopFlag().install(),
+            endpoints(settings).bootstrap,
+            [topic],
+            from_beginning=from_beginning,
+            idle_timeout=timeout,
+            stop=StopFlag().install(),
         )
         for line in json_lines(Codecs.load(), messages, n):
             typer.echo(line)
@@ -200,7 +215,7 @@ def tail(
 def demo(
     data: DataOption = None,
     rate: Annotated[float, typer.Option(min=1, help="Readings per second the pump sends.")] = 50.0,
-    duration: Annotated[Optional[float], typer.Option(min=1, help="Stop after this many seconds.")] = None,  # noqa: UP045
+    duration: Annotated[float | None, typer.Option(min=1, help="Stop after this many seconds.")] = None,
 ) -> None:
     """Train if needed, start the stack, the scorer and the pump, and watch predictions until Ctrl-C."""
     from rigwatch.demo import run_demo

@@ -28,7 +28,10 @@ def _service(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Pope
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "rigwatch", *args],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
 
 
@@ -50,7 +53,9 @@ def run_demo(settings: Settings, *, data: Path | None, rate: float, duration: fl
     if not (settings.model_dir / "model.txt").exists():
         console.rule("training the model (first run only)")
         train_and_write(data, settings.model_dir, console=console)
-    started_stack = not (settings.bootstrap and settings.redis_url) and stack_status(settings) is None
+    started_stack = (
+        not (settings.bootstrap and settings.redis_url) and stack_status(settings) is None
+    )
     console.rule("starting the local stack" if started_stack else "using the running stack")
     ends = stack_up(settings)
     console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
@@ -106,8 +111,12 @@ class _View:
             true = self.labels.get(p["event_id"], "…")
             mark = "" if true == "…" else (" ✓" if true == p["predicted_label"] else " ✗")
             table.add_row(
-                p["rig_id"], str(p["cycle"]), f"{p['scored_time'] - p['event_time']} ms",
-                f"{p['predicted_label']} %", f"{p['confidence']:.4f}", true + mark,
+                p["rig_id"],
+                str(p["cycle"]),
+                f"{p['scored_time'] - p['event_time']} ms",
+                f"{p['predicted_label']} %",
+                f"{p['confidence']:.4f}",
+                true + mark,
                 p["model_version"],
             )
         return Group(summary, table)
@@ -126,7 +135,10 @@ def _watch(
     predicted: dict[str, str] = {}
     watched = [topics.sensor_readings, topics.predictions, topics.actuals, topics.dlq]
     # From the beginning, keeping only this run's records: the stack may hold older ones.
-    with TopicReader(bootstrap, watched) as reader, Live(console=console, refresh_per_second=4) as live:
+    with (
+        TopicReader(bootstrap, watched) as reader,
+        Live(console=console, refresh_per_second=4) as live,
+    ):
         while not stop:
             for msg in reader.poll(0.2):
                 topic, value = msg.topic(), msg.value()

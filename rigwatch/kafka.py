@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any
-
-import time
-import uuid
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -168,10 +167,9 @@ class BatchConsumer:
                 err = msg.error()
                 if err is None:
                     batch.append(msg)
-                elif err.code() != KafkaError._PARTITION_EOF:
-                    # Broker or transport errors are retried by librdkafka; fatal ones are not.
-                    if err.fatal():
-                        raise KafkaException(err)
+                elif err.fatal():
+                    # Broker and transport errors are retried by librdkafka; fatal ones are not.
+                    raise KafkaException(err)
             if batch:
                 yield batch
 

@@ -8,6 +8,7 @@ written to ``<run_dir>/stack.json``; ``down`` stops exactly those PIDs. When
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -107,9 +108,26 @@ def _spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         # A new session: the stack outlives this command and Ctrl-C in the shell.
         return subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+
+
+def _wait_port(address: str, timeout: float) -> None:
+    """Wait until something accepts TCP connections at ``host:port``."""
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise StackError(f"nothing listens at {address} after {timeout:.0f} s") from exc
+            time.sleep(0.05)
 
 
 def _wait_redis(url: str, timeout: float) -> None:
@@ -131,10 +149,9 @@ def _wait_redis(url: str, timeout: float) -> None:
 def _is_ours(pid: int, binary: str) -> bool:
     """True when *pid* still runs *binary* (a recycled PID must not be killed)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except OSError:
+        return os.path.samefile(f"/proc/{pid}/exe", binary)
+    except OSError:  # gone, or a zombie whose executable link is empty
         return False
-    return cmdline == binary
 
 
 def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) -> Endpoints:
@@ -144,6 +161,8 @@ def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) 
     else:
         running = stack_status(settings)
         found = Endpoints(running.bootstrap, running.redis_url) if running else _start(settings)
+        # Poll the port first: the Kafka client logs every refused connection.
+        _wait_port(found.bootstrap, timeout)
     wait_for_broker(found.bootstrap, timeout)
     _wait_redis(found.redis_url, timeout)
     create_topics(found.bootstrap, settings.topics.all(), partitions)
@@ -157,13 +176,32 @@ def _start(settings: Settings) -> Endpoints:
     kafka_port, redis_port = _free_port(), _free_port()
     listener = f"tcp://127.0.0.1:{kafka_port}"
     broker = _spawn(
-        [str(tansu), "broker", "--listener-url", listener, "--advertised-listener-url", listener,
-         "--storage-engine", "memory://tansu/"],
+        [
+            str(tansu),
+            "broker",
+            "--listener-url",
+            listener,
+            "--advertised-listener-url",
+            listener,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         run_dir / "broker.log",
     )
     cache = _spawn(
-        [str(redis_server), "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
-         "--appendonly", "no", "--dir", str(run_dir.resolve())],
+        [
+            str(redis_server),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(run_dir.resolve()),
+        ],
         run_dir / "redis.log",
     )
     state = StackState(
@@ -209,7 +247,5 @@ def stack_down(settings: Settings, timeout: float = 10.0) -> list[str]:
 
 def _reap(pid: int) -> None:
     # When this process started the child (tests, demo) it must reap the zombie.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

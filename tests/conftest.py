@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from rigwatch.model import train
 
 from rigwatch.config import Settings
 from rigwatch.data import load_csv
 from rigwatch.kafka import create_topics
+from rigwatch.model import train
 from rigwatch.stack import Endpoints, stack_down, stack_up
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,14 @@ import numpy as np
 from rigwatch.data.columns import CLASS_LABELS, FEATURES
 from rigwatch.exceptions import DataError, ModelError
 
-__all__ = ["DEFAULT_NAME", "METADATA_FILE", "MODEL_FILE", "REFERENCE_FILE", "ModelPackage"]
+__all__ = [
+    "DEFAULT_NAME",
+    "METADATA_FILE",
+    "MODEL_FILE",
+    "REFERENCE_FILE",
+    "ModelPackage",
+    "model_version",
+]
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"

@@ -31,9 +31,13 @@ def run(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> int:
     port = serve_metrics(metrics.registry, scorer.metrics_port, scorer.metrics_host)
     log.info(
         "scoring %s -> %s with %s %s (group %s, metrics port %s)",
-        topics.sensor_readings, topics.predictions, model.name, model.version, scorer.group, port,
+        topics.sensor_readings,
+        topics.predictions,
+        model.name,
+        model.version,
+        scorer.group,
+        port,
     )
-    model.num_threads = scorer.model_threads
     producer = ReliableProducer(ends.bootstrap, **{"linger.ms": scorer.linger_ms})
     consumer = BatchConsumer(ends.bootstrap, scorer.group, [topics.sensor_readings])
     encode = codecs.prediction.encode

@@ -22,7 +22,6 @@ class ScorerSettings(BaseSettings):
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=1)
     linger_ms: int = Field(default=2, ge=0)
-    model_threads: int = Field(default=1, ge=1)
     metrics_port: int = 9464
     #: Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
     metrics_host: str = "127.0.0.1"

@@ -107,7 +107,9 @@ def score_batch(
     proba = model.predict_proba(x)
     best = proba.argmax(axis=1)
     classes = model.classes
-    for record, row, top, row_flags in zip(records, proba.tolist(), best.tolist(), flags, strict=True):
+    for record, row, top, row_flags in zip(
+        records, proba.tolist(), best.tolist(), flags, strict=True
+    ):
         out.predictions.append(
             {
                 "event_id": record["event_id"],

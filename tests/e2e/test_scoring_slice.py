@@ -37,7 +37,8 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
     scorer = _scorer(spawn, settings, "scorer-slice")
     dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
     report = run_pump(
-        settings, dataset,
+        settings,
+        dataset,
         PumpOptions(rate=0, count=2000, bad_rate=0.01, label_delay=0, rigs=3, seed=11),
         StopFlag(),
     )
@@ -64,7 +65,9 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
         assert headers["source_topic"] == topics.sensor_readings
         assert int(headers["source_offset"]) >= 0
 
-    labels = {a["event_id"]: a["label"] for a in map(codecs.actual.decode, (m.value() for m in actuals))}
+    labels = {
+        a["event_id"]: a["label"] for a in map(codecs.actual.decode, (m.value() for m in actuals))
+    }
     right = sum(by_event[e]["predicted_label"] == label for e, label in labels.items())
     assert right / len(labels) >= 0.99
 

@@ -20,7 +20,11 @@ def _rigwatch(args: list[str], run_dir: Path) -> subprocess.CompletedProcess[str
     env["RIGWATCH_RUN_DIR"] = str(run_dir)
     env["RIGWATCH_TOPIC_PREFIX"] = "stacktest."
     return subprocess.run(
-        [sys.executable, "-m", "rigwatch", *args], env=env, capture_output=True, text=True, timeout=90
+        [sys.executable, "-m", "rigwatch", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
 
 
@@ -40,7 +44,11 @@ def test_stack_up_status_down_starts_and_stops_exactly_its_processes(tmp_path: P
         assert all(_alive(pid) for pid in state["pids"].values())
         topics = AdminClient({"bootstrap.servers": state["bootstrap"]}).list_topics(timeout=10).topics
         assert len(topics["stacktest.sensor-readings"].partitions) == 3
-        assert {"stacktest.predictions", "stacktest.sensor-readings.dlq", "stacktest.alerts"} <= set(topics)
+        assert {
+            "stacktest.predictions",
+            "stacktest.sensor-readings.dlq",
+            "stacktest.alerts",
+        } <= set(topics)
         assert redis.Redis.from_url(state["redis_url"]).ping()
 
         again = _rigwatch(["stack", "up"], tmp_path)

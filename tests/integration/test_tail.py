@@ -21,16 +21,32 @@ def test_tail_prints_records_and_dlq_headers_as_json_lines(settings) -> None:
     actual = {"event_id": "e1", "rig_id": "rig-000", "label": "20", "observed_time": 5}
     producer.produce(settings.topics.actuals, codecs.actual.encode(actual), key="rig-000")
     producer.produce(
-        settings.topics.dlq, b"\x00junk", key="rig-000",
+        settings.topics.dlq,
+        b"\x00junk",
+        key="rig-000",
         headers=[("error", "not_single_object"), ("error_detail", "no marker")],
     )
     producer.flush()
 
     def tail(topic: str) -> list[dict]:
         out = subprocess.run(
-            [sys.executable, "-m", "rigwatch", "tail", topic, "--from-beginning", "--n", "1",
-             "--timeout", "20"],
-            env=service_env(settings), capture_output=True, text=True, timeout=60, check=True,
+            [
+                sys.executable,
+                "-m",
+                "rigwatch",
+                "tail",
+                topic,
+                "--from-beginning",
+                "--n",
+                "1",
+                "--timeout",
+                "20",
+            ],
+            env=service_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         return [json.loads(line) for line in out.splitlines()]
 

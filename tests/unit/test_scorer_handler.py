@@ -54,7 +54,10 @@ def test_every_input_is_either_scored_or_rejected(codec) -> None:
     assert scored.indices == [0, 5]
     assert [r.index for r in scored.rejects] == [1, 2, 3, 4]
     assert [r.reason for r in scored.rejects] == [
-        "not_single_object", "missing_field", "unknown_schema", "bad_body",
+        "not_single_object",
+        "missing_field",
+        "unknown_schema",
+        "bad_body",
     ]
     assert "event_id=''" in scored.rejects[1].detail
 
