@@ -151,6 +151,9 @@ class BatchConsumer:
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "partition.assignment.strategy": "cooperative-sticky",
+            # The broker may hold a fetch this long waiting for data: it bounds the
+            # latency a quiet topic adds (librdkafka's default is 500 ms).
+            "fetch.wait.max.ms": 10,
         }
         conf.update(config)
         self._consumer = Consumer(conf)

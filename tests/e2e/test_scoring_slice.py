@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from streams import collect, service_env
 
 from loadgen.pump import PumpOptions, run_pump
@@ -20,9 +23,26 @@ from rigwatch.schemas import Codecs
 pytestmark = pytest.mark.e2e
 
 
-def _scorer(spawn, settings, group: str):
-    env = service_env(settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="0")
+def _scorer(spawn, settings, group: str, metrics_port: int = 0):
+    env = service_env(
+        settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT=str(metrics_port)
+    )
     return spawn(["scorer"], env)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def _distinct_events(messages, codec) -> dict[str, dict]:
@@ -34,7 +54,8 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
 ) -> None:
     codecs = Codecs.load()
     topics = settings.topics
-    scorer = _scorer(spawn, settings, "scorer-slice")
+    port = _free_port()
+    scorer = _scorer(spawn, settings, "scorer-slice", port)
     dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
     report = run_pump(
         settings,
@@ -71,6 +92,14 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
     right = sum(by_event[e]["predicted_label"] == label for e, label in labels.items())
     assert right / len(labels) >= 0.99
 
+    metrics = _scrape(port)
+    assert metrics[("rigwatch_scorer_events_in_total", ())] == 2000
+    assert metrics[("rigwatch_scorer_predictions_out_total", ())] == 1980
+    assert sum(v for (name, _), v in metrics.items() if name == "rigwatch_scorer_dlq_total") == 20
+    assert metrics[("rigwatch_scorer_batch_size_count", ())] >= 1
+    info = ("rigwatch_scorer_model_info", (("name", "cooler-lgbm"), ("role", "champion"), ("version", version)))
+    assert metrics[info] == 1
+
     scorer.send_signal(signal.SIGTERM)
     assert scorer.wait(30) == 0
 
@@ -82,17 +111,19 @@ def test_scorer_killed_mid_stream_and_restarted_loses_no_event(
     topics = settings.topics
     dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
     scorer = _scorer(spawn, settings, "scorer-crash")
-    options = PumpOptions(rate=1000, count=6000, bad_rate=0.005, label_coverage=0, seed=5)
+    # 12 s of readings: the kill lands mid-stream even when the scorer is slow to join.
+    options = PumpOptions(rate=1000, count=12000, bad_rate=0.005, label_coverage=0, seed=5)
     pumping = threading.Thread(target=run_pump, args=(settings, dataset, options, StopFlag()))
     pumping.start()
 
     collect(settings.bootstrap, [topics.predictions], lambda seen: len(seen) >= 1000)
     os.kill(scorer.pid, signal.SIGKILL)
     assert scorer.wait(10) == -signal.SIGKILL
+    assert pumping.is_alive(), "the scorer must die mid-stream, not after the last reading"
     _scorer(spawn, settings, "scorer-crash")
     pumping.join()
 
-    readings = collect(settings.bootstrap, [topics.sensor_readings], lambda seen: len(seen) >= 6000)
+    readings = collect(settings.bootstrap, [topics.sensor_readings], lambda seen: len(seen) >= 12000)
     valid = set()
     for msg in readings:
         try:
@@ -101,7 +132,7 @@ def test_scorer_killed_mid_stream_and_restarted_loses_no_event(
             continue
         if record["event_id"]:
             valid.add(record["event_id"])
-    assert len(valid) == 6000 - 30
+    assert len(valid) == 12000 - 60
 
     scored: set[str] = set()
 
