@@ -19,7 +19,7 @@ from rich.text import Text
 from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag, TopicReader
 from rigwatch.schemas import Codecs
-from rigwatch.stack import stack_down, stack_status, stack_up
+from rigwatch.stack import running_stack
 
 __all__ = ["run_demo"]
 
@@ -53,34 +53,28 @@ def run_demo(settings: Settings, *, data: Path | None, rate: float, duration: fl
     if not (settings.model_dir / "model.txt").exists():
         console.rule("training the model (first run only)")
         train_and_write(data, settings.model_dir, console=console)
-    started_stack = (
-        not (settings.bootstrap and settings.redis_url) and stack_status(settings) is None
-    )
-    console.rule("starting the local stack" if started_stack else "using the running stack")
-    ends = stack_up(settings)
-    console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
-    env = {
-        **os.environ,
-        "RIGWATCH_BOOTSTRAP": ends.bootstrap,
-        "RIGWATCH_REDIS_URL": ends.redis_url,
-        "RIGWATCH_MODEL_DIR": str(settings.model_dir),
-    }
-    data_args = ["--data", str(data)] if data else []
-    since_ms = int(time.time() * 1000)
-    services = [
-        _service(["scorer", "--metrics-port", "0"], settings.run_dir / "scorer.log", env),
-        _service(["pump", "--rate", str(rate), *data_args], settings.run_dir / "pump.log", env),
-    ]
-    stop = StopFlag().install()
-    try:
-        _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services)
-    finally:
-        console.print("stopping the pump and the scorer ...")
-        for proc in reversed(services):
-            _stop(proc)
-        if started_stack:
-            console.print("stopped " + ", ".join(stack_down(settings)))
-        console.print("demo: everything stopped")
+    with running_stack(settings) as ends:
+        console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
+        env = {
+            **os.environ,
+            "RIGWATCH_BOOTSTRAP": ends.bootstrap,
+            "RIGWATCH_REDIS_URL": ends.redis_url,
+            "RIGWATCH_MODEL_DIR": str(settings.model_dir),
+        }
+        data_args = ["--data", str(data)] if data else []
+        since_ms = int(time.time() * 1000)
+        services = [
+            _service(["scorer", "--metrics-port", "0"], settings.run_dir / "scorer.log", env),
+            _service(["pump", "--rate", str(rate), *data_args], settings.run_dir / "pump.log", env),
+        ]
+        stop = StopFlag().install()
+        try:
+            _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services)
+        finally:
+            console.print("stopping the pump and the scorer ...")
+            for proc in reversed(services):
+                _stop(proc)
+    console.print("demo: everything stopped")
 
 
 class _View:

@@ -16,6 +16,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,15 @@ from rigwatch.config import Settings
 from rigwatch.exceptions import StackError
 from rigwatch.kafka import create_topics, wait_for_broker
 
-__all__ = ["Endpoints", "StackState", "endpoints", "stack_down", "stack_status", "stack_up"]
+__all__ = [
+    "Endpoints",
+    "StackState",
+    "endpoints",
+    "running_stack",
+    "stack_down",
+    "stack_status",
+    "stack_up",
+]
 
 STATE_FILE = "stack.json"
 
@@ -249,3 +259,15 @@ def _reap(pid: int) -> None:
     # When this process started the child (tests, demo) it must reap the zombie.
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+@contextmanager
+def running_stack(settings: Settings, *, partitions: int = 4) -> Iterator[Endpoints]:
+    """A broker and Redis for the duration of a command: stopped after it only if started by it."""
+    started = not (settings.bootstrap and settings.redis_url) and stack_status(settings) is None
+    found = stack_up(settings, partitions=partitions)
+    try:
+        yield found
+    finally:
+        if started:
+            stack_down(settings)

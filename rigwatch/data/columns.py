@@ -148,9 +148,7 @@ class Dataset:
                 f"Dataset.sensors: expected shape ({n}, {len(SENSOR_COLUMNS)}), got {sensors.shape}"
             )
         if labels.shape != (n, len(LABEL_COLUMNS)):
-            raise DataError(
-                f"Dataset.labels: expected shape ({n}, {len(LABEL_COLUMNS)}), got {labels.shape}"
-            )
+            raise DataError(f"Dataset.labels: expected shape ({n}, {len(LABEL_COLUMNS)}), got {labels.shape}")
         # frozen=True blocks normal assignment; __post_init__ is where it is allowed.
         object.__setattr__(self, "cycle", cycle)
         object.__setattr__(self, "sensors", sensors)

@@ -29,9 +29,7 @@ __all__ = [
 ]
 
 #: Where UCI serves data set 447 (Condition monitoring of hydraulic systems).
-UCI_URL = (
-    "https://archive.ics.uci.edu/static/public/447/condition+monitoring+of+hydraulic+systems.zip"
-)
+UCI_URL = "https://archive.ics.uci.edu/static/public/447/condition+monitoring+of+hydraulic+systems.zip"
 
 #: File name of the archive inside the cache folder.
 ARCHIVE_NAME = "uci-447-hydraulic.zip"

@@ -65,12 +65,33 @@ def _text_lines(source: str | os.PathLike[str] | IO[bytes] | IO[str]) -> Iterato
     else:
         # latin-1 maps every byte, so a stray byte becomes a parse error that
         # names the row instead of a UnicodeDecodeError without one.
-        wrapper = io.TextIOWrapper(source, encoding="latin-1", newline=None)  # type: ignore[arg-type]
+        wrapper = io.TextIOWrapper(source, encoding="latin-1", newline=None)  # type: ignore[arg-type,type-var]
         try:
             yield wrapper
         finally:
             # Leave the caller's file object open: it is theirs to close.
             wrapper.detach()
+
+
+def _bad_row(chunk: list[str], start: int, width: int | None, name: str) -> DataError:
+    """Find the first malformed line of a block np.loadtxt rejected, and say what is wrong."""
+    for offset, line in enumerate(chunk):
+        values = line.split()
+        if not values:
+            continue
+        for value in values:
+            try:
+                float(value)
+            except ValueError:
+                return DataError(f"{name}: row {start + offset + 1}: {value!r} is not a number")
+        if width is None:
+            width = len(values)
+        elif len(values) != width:
+            return DataError(
+                f"{name}: row {start + offset + 1} has {len(values)} values, "
+                f"expected {width} like the rows before"
+            )
+    return DataError(f"{name}: rows {start + 1}-{start + len(chunk)} are not a numeric matrix")
 
 
 def _row_blocks(lines: IO[str], name: str) -> Iterator[tuple[int, np.ndarray]]:
@@ -84,16 +105,11 @@ def _row_blocks(lines: IO[str], name: str) -> Iterator[tuple[int, np.ndarray]]:
         try:
             block = np.loadtxt(chunk, dtype=np.float64, ndmin=2)
         except ValueError as exc:
-            raise DataError(
-                f"{name}: rows {start + 1}-{start + len(chunk)} are not a numeric matrix: {exc}"
-            ) from exc
+            raise _bad_row(chunk, start, width, name) from exc
         if width is None:
             width = block.shape[1]
         elif block.shape[1] != width:
-            raise DataError(
-                f"{name}: rows from {start + 1} have {block.shape[1]} values, "
-                f"expected {width} like the rows before"
-            )
+            raise _bad_row(chunk, start, width, name)
         yield start, block
         start += len(block)
     if width is None:
@@ -150,8 +166,7 @@ def read_profile(
         values = np.concatenate([block for _, block in _row_blocks(lines, label)])
     if values.shape[1] != len(LABEL_COLUMNS):
         raise DataError(
-            f"{label}: {values.shape[1]} columns, expected {len(LABEL_COLUMNS)} "
-            f"({', '.join(LABEL_COLUMNS)})"
+            f"{label}: {values.shape[1]} columns, expected {len(LABEL_COLUMNS)} ({', '.join(LABEL_COLUMNS)})"
         )
     return _whole_numbers(values, LABEL_COLUMNS, label)
 
@@ -162,8 +177,7 @@ def _whole_numbers(values: np.ndarray, names: tuple[str, ...], where: str) -> np
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DataError(
-            f"{where}: data row {row + 1} {names[col]}={values[row, col]!r}, "
-            "expected a whole number"
+            f"{where}: data row {row + 1} {names[col]}={float(values[row, col])!r}, expected a whole number"
         )
     return values.astype(np.int64)
 
@@ -173,12 +187,19 @@ def _is_noise(name: str) -> bool:
     return "__MACOSX" in name or Path(name).name.startswith("._")
 
 
+def _binary_opener(path: Path) -> Opener:
+    def opener() -> IO[bytes]:
+        return open(path, "rb")
+
+    return opener
+
+
 def _folder_members(folder: Path) -> dict[str, Opener]:
     members: dict[str, Opener] = {}
     # Shallowest first, so a stray copy deeper down never shadows the real file.
     for path in sorted(folder.rglob("*"), key=lambda p: (len(p.parts), str(p))):
         if path.is_file() and not _is_noise(str(path)):
-            members.setdefault(path.name, partial(path.open, "rb"))
+            members.setdefault(path.name, _binary_opener(path))
     return members
 
 
@@ -231,9 +252,7 @@ def uci_members(path: str | os.PathLike[str]) -> Iterator[dict[str, Opener]]:
         yield _open_members(Path(path), stack)
 
 
-def load_uci(
-    path: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None
-) -> Dataset:
+def load_uci(path: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None) -> Dataset:
     """Load the original UCI archive (``data.zip`` or its folder) as per-cycle means.
 
     Parameters
@@ -260,8 +279,7 @@ def load_uci(
         missing = [f for f in files if f not in members]
         if missing:
             raise DataError(
-                f"{path}: missing {', '.join(missing)}; expected the UCI files "
-                f"{', '.join(files)}"
+                f"{path}: missing {', '.join(missing)}; expected the UCI files {', '.join(files)}"
             )
         if progress is not None:
             progress(PROFILE_FILE)
@@ -314,18 +332,14 @@ def load_csv(path: str | os.PathLike[str]) -> Dataset:
             wanted = ("cycle", *SENSOR_COLUMNS, *LABEL_COLUMNS)
             missing = [c for c in wanted[1:] if c not in header]
             if missing:
-                raise DataError(
-                    f"{path}: missing column(s) {', '.join(missing)}; header is {header}"
-                )
+                raise DataError(f"{path}: missing column(s) {', '.join(missing)}; header is {header}")
             index = [header.index(c) if c in header else -1 for c in wanted]
             rows: list[list[float]] = []
             for line, record in enumerate(reader, start=2):
                 if not record:
                     continue
                 if len(record) != len(header):
-                    raise DataError(
-                        f"{path}: line {line} has {len(record)} fields, header has {len(header)}"
-                    )
+                    raise DataError(f"{path}: line {line} has {len(record)} fields, header has {len(header)}")
                 rows.append(
                     [
                         float(len(rows)) if i < 0 else _parse_float(record[i], path, line, c)

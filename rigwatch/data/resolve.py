@@ -35,9 +35,7 @@ def default_cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "rigwatch"
 
 
-def load_path(
-    path: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None
-) -> Dataset:
+def load_path(path: str | os.PathLike[str], *, progress: Callable[[str], None] | None = None) -> Dataset:
     """Load whatever ``path`` holds: a per-cycle CSV, a UCI zip, or a folder of either.
 
     A folder containing ``hydraulic_cycles.csv`` is read through that CSV;
@@ -56,14 +54,10 @@ def load_path(
     if p.is_file() and zipfile.is_zipfile(p):
         return load_uci(p, progress=progress)
     what = "does not exist" if not p.exists() else "is neither a .csv file, a zip nor a folder"
-    raise DataError(
-        f"{p}: {what}; expected a per-cycle CSV, the UCI data.zip or its unpacked folder"
-    )
+    raise DataError(f"{p}: {what}; expected a per-cycle CSV, the UCI data.zip or its unpacked folder")
 
 
-def _load_archive(
-    archive: Path, cached_csv: Path, progress: Callable[[str], None] | None
-) -> Dataset:
+def _load_archive(archive: Path, cached_csv: Path, progress: Callable[[str], None] | None) -> Dataset:
     download.verify_archive(archive)
     dataset = load_uci(archive, progress=progress)
     try:
@@ -134,8 +128,7 @@ def resolve_data(
         reason = f"no data at {DATA_ENV} or in {cache} and downloading is disabled"
     dataset = simulate()
     _log.warning(
-        "%s. Using %s instead: set %s to the UCI data.zip, its folder or a per-cycle CSV "
-        "to use real data.",
+        "%s. Using %s instead: set %s to the UCI data.zip, its folder or a per-cycle CSV to use real data.",
         reason,
         dataset.source,
         DATA_ENV,

@@ -86,9 +86,7 @@ def _cholesky(cov: np.ndarray, cls: int) -> np.ndarray:
     try:
         return np.linalg.cholesky(cov + np.diag(_RIDGE * diag + 1e-12))
     except np.linalg.LinAlgError as exc:
-        raise DataError(
-            f"calibration cool_cond_y={cls}: covariance is not positive definite: {exc}"
-        ) from exc
+        raise DataError(f"calibration cool_cond_y={cls}: covariance is not positive definite: {exc}") from exc
 
 
 def simulate(

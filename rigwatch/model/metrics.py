@@ -34,9 +34,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     t, p = _indices(y_true, "y_true"), _indices(y_pred, "y_pred")
     if t.shape != p.shape:
         raise DataError(f"y_pred: {p.shape[0]} rows, expected {t.shape[0]} like y_true")
-    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(
-        n_classes, n_classes
-    )
+    return np.bincount(t * n_classes + p, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -67,9 +65,7 @@ def log_loss(y_true: np.ndarray, proba: np.ndarray) -> float:
     t = _indices(y_true, "y_true")
     p = np.asarray(proba, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != t.shape[0] or (t.size and t.max() >= p.shape[1]):
-        raise DataError(
-            f"proba: shape {p.shape}, expected ({t.shape[0]}, k) with k > every class index"
-        )
+        raise DataError(f"proba: shape {p.shape}, expected ({t.shape[0]}, k) with k > every class index")
     eps = np.finfo(np.float64).eps
     picked = np.clip(p[np.arange(t.size), t], eps, 1 - eps)
     return float(-np.mean(np.log(picked))) if t.size else float("nan")

@@ -84,9 +84,7 @@ class ModelPackage:
         dict(zip(pkg.classes, proba[0]))  # {"3": ..., "20": ..., "100": ...}
     """
 
-    def __init__(
-        self, booster: lgb.Booster, metadata: dict[str, Any], reference: dict[str, Any]
-    ) -> None:
+    def __init__(self, booster: lgb.Booster, metadata: dict[str, Any], reference: dict[str, Any]) -> None:
         self.booster = booster
         self._model_text = booster.model_to_string()
         self.metadata = {**metadata, "version": model_version(self._model_text)}

@@ -35,7 +35,7 @@ CONFIDENCE_BINS = np.linspace(1 / 3, 1, 21)
 _SAMPLE_DIGITS = 7
 
 
-def assign_bins(values: np.ndarray, inner_edges: Sequence[float]) -> np.ndarray:
+def assign_bins(values: np.ndarray, inner_edges: Sequence[float] | np.ndarray) -> np.ndarray:
     """Bin index of each value under the reference rule (right-closed bins).
 
     Examples
@@ -125,17 +125,12 @@ def build_reference(
             "inner_edges[i-1] < x <= inner_edges[i]; outer bins are open-ended"
         ),
         "training_rows": int(n_train),
-        "features": {
-            name: _feature_profile(x_train[:, j]) for j, name in enumerate(features)
-        },
+        "features": {name: _feature_profile(x_train[:, j]) for j, name in enumerate(features)},
         "sample": {
             "rows": len(keep),
             "seed": seed,
             "digits": _SAMPLE_DIGITS,
-            "values": {
-                name: _round_sig(x_train[keep, j], _SAMPLE_DIGITS)
-                for j, name in enumerate(features)
-            },
+            "values": {name: _round_sig(x_train[keep, j], _SAMPLE_DIGITS) for j, name in enumerate(features)},
             "labels": [classes[i] for i in y_train[keep].tolist()],
         },
         "class_priors": _class_shares(y_train, classes)["fractions"],

@@ -97,8 +97,8 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
     assert metrics[("rigwatch_scorer_predictions_out_total", ())] == 1980
     assert sum(v for (name, _), v in metrics.items() if name == "rigwatch_scorer_dlq_total") == 20
     assert metrics[("rigwatch_scorer_batch_size_count", ())] >= 1
-    info = ("rigwatch_scorer_model_info", (("name", "cooler-lgbm"), ("role", "champion"), ("version", version)))
-    assert metrics[info] == 1
+    info_labels = (("name", "cooler-lgbm"), ("role", "champion"), ("version", version))
+    assert metrics[("rigwatch_scorer_model_info", info_labels)] == 1
 
     scorer.send_signal(signal.SIGTERM)
     assert scorer.wait(30) == 0

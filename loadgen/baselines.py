@@ -1,0 +1,109 @@
+"""The benchmark's baselines, each run as its own process like the scorer.
+
+``naive``: the scorer a user writes first — per event: poll one message, decode
+it, predict one row, produce one record asynchronously; offsets auto-committed
+every 5 s (librdkafka's default). No strawman: no synchronous commit per message.
+
+``passthrough``: the scorer's own batch loop with the model taken out — decode
+and re-encode every record. Nothing can score faster than this on the same
+machine, so it is the floor the scorer is compared with.
+
+Run as ``python -m loadgen.baselines naive|passthrough``; settings come from the
+same ``RIGWATCH_*`` environment as the scorer (group: ``RIGWATCH_SCORER_GROUP``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from rigwatch.config import Settings
+from rigwatch.exceptions import DecodeError
+from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
+from rigwatch.model import ModelPackage
+from rigwatch.schemas import Codecs
+from rigwatch.stack import endpoints
+from services.scorer.config import ScorerSettings
+
+__all__ = ["naive", "passthrough"]
+
+
+def naive(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
+    """Score one event at a time."""
+    bootstrap = endpoints(settings).bootstrap
+    topics, codecs = settings.topics, Codecs.load()
+    model = ModelPackage.load(scorer.model_dir or settings.model_dir)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": scorer.group,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 6000,
+        }
+    )
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    consumer.subscribe([topics.sensor_readings])
+    try:
+        while not stop:
+            msg = consumer.poll(0.1)
+            if msg is None or msg.error() is not None:
+                continue
+            try:
+                reading = codecs.sensor_reading.decode(msg.value())
+            except DecodeError:
+                producer.produce(topics.dlq, msg.value(), key=msg.key())
+                continue
+            row = [np.nan if reading[f] is None else reading[f] for f in model.features]
+            proba = model.predict_proba(np.array([row], dtype=np.float32))[0]
+            top = int(proba.argmax())
+            prediction = {
+                "event_id": reading["event_id"],
+                "rig_id": reading["rig_id"],
+                "cycle": reading["cycle"],
+                "event_time": reading["event_time"],
+                "model_name": model.name,
+                "model_version": model.version,
+                "role": "champion",
+                "probabilities": dict(zip(model.classes, proba.tolist(), strict=True)),
+                "predicted_label": model.classes[top],
+                "confidence": float(proba[top]),
+                "scored_time": int(time.time() * 1000),
+                "flags": [],
+            }
+            producer.produce(
+                topics.predictions, codecs.prediction.encode(prediction), key=reading["rig_id"]
+            )
+            producer.poll(0)
+    finally:
+        producer.flush(30)
+        consumer.close()
+
+
+def passthrough(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
+    """The scorer's batch loop without the model: decode and re-encode."""
+    bootstrap = endpoints(settings).bootstrap
+    topics, codec = settings.topics, Codecs.load().sensor_reading
+    producer = ReliableProducer(bootstrap, **{"linger.ms": scorer.linger_ms})
+    consumer = BatchConsumer(bootstrap, scorer.group, [topics.sensor_readings])
+    try:
+        for batch in consumer.batches(
+            stop, max_messages=scorer.batch_max, timeout=scorer.batch_timeout_ms / 1000
+        ):
+            for msg in batch:
+                try:
+                    record = codec.decode(msg.value())
+                except DecodeError:
+                    continue
+                producer.produce(topics.predictions, codec.encode(record), key=msg.key())
+            producer.flush()
+            consumer.store(batch)
+    finally:
+        consumer.close()
+
+
+if __name__ == "__main__":
+    worker = {"naive": naive, "passthrough": passthrough}[sys.argv[1]]
+    worker(Settings(), ScorerSettings(), StopFlag().install())
