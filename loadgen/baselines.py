@@ -73,9 +73,7 @@ def naive(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
                 "scored_time": int(time.time() * 1000),
                 "flags": [],
             }
-            producer.produce(
-                topics.predictions, codecs.prediction.encode(prediction), key=reading["rig_id"]
-            )
+            producer.produce(topics.predictions, codecs.prediction.encode(prediction), key=reading["rig_id"])
             producer.poll(0)
     finally:
         producer.flush(30)

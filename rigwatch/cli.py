@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 stack_app = typer.Typer(help="The local broker (tansu) and Redis on loopback.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+bench_app = typer.Typer(help="Benchmarks on the local stack (or RIGWATCH_BOOTSTRAP).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 DataOption = Annotated[
     Path | None,
@@ -125,7 +127,9 @@ def scorer(
     from services.scorer.app import run
     from services.scorer.config import ScorerSettings
 
-    overrides = {k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None
+    }
     try:
         code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())
     except RigwatchError as exc:
@@ -222,5 +226,46 @@ def demo(
 
     try:
         run_demo(Settings(), data=data, rate=rate, duration=duration)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@bench_app.command("scorer")
+def bench_scorer(
+    data: DataOption = None,
+    events: Annotated[int, typer.Option(min=1000, help="Readings pre-loaded per throughput run.")] = 200_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of every measurement.")] = 3,
+    rate: Annotated[float, typer.Option(min=1, help="Offered load of the latency run, events/s.")] = 1000.0,
+    duration: Annotated[float, typer.Option(min=0, help="Seconds of the latency run (0: skip it).")] = 60.0,
+    workers: Annotated[
+        str, typer.Option(help="Comma-separated: scorer, naive, passthrough, 'scorer x2'.")
+    ] = "scorer,naive,passthrough,scorer x2",
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """Scorer events/s against a naive per-event scorer and the codec-only floor; latency; CPU; RSS.
+
+    Every worker runs as its own process on fresh topics with the same real readings; medians
+    with min–max over the repeats, ratios taken within each repeat.
+    """
+    from loadgen.bench import WORKERS, BenchOptions, run_scorer_bench
+    from rigwatch.data import resolve_data
+    from rigwatch.model import train_and_write
+    from rigwatch.stack import running_stack
+
+    chosen = tuple(w.strip() for w in workers.split(","))
+    unknown = [w for w in chosen if w not in WORKERS]
+    if unknown:
+        raise typer.BadParameter(f"unknown worker(s) {unknown}; expected some of {list(WORKERS)}")
+    settings = Settings()
+    try:
+        dataset = resolve_data(data, progress=lambda m: typer.echo(m, err=True))
+        if not (settings.model_dir / "model.txt").exists():
+            train_and_write(data, settings.model_dir)
+        options = BenchOptions(
+            events=events, repeats=repeats, rate=rate, duration=duration, out=out, workers=chosen
+        )
+        with running_stack(settings) as ends:
+            bound = settings.model_copy(update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url})
+            run_scorer_bench(bound, dataset, options, say=lambda m: typer.echo(m, err=True))
     except RigwatchError as exc:
         raise _fail(exc) from exc

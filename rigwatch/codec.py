@@ -108,7 +108,7 @@ class Codec:
         fastavro.schemaless_writer(buf, self._reader, record)
         return buf.getvalue()
 
-    def decode(self, data: bytes) -> dict[str, Any]:
+    def decode(self, data: bytes | None) -> dict[str, Any]:
         """Deserialise *data*, resolving its writer schema to the current one.
 
         Raises

@@ -41,6 +41,9 @@ __all__ = [
 
 # The local broker's first group join waits half the session timeout (DESIGN.md).
 SESSION_TIMEOUT_MS = 6000
+# The broker may hold a fetch this long waiting for data: it bounds the latency a
+# quiet topic adds (librdkafka's default, 500 ms, would dominate event -> prediction).
+FETCH_WAIT_MS = 10
 
 
 class StopFlag:
@@ -101,7 +104,7 @@ class ReliableProducer:
         topic: str,
         value: bytes,
         key: str | bytes | None = None,
-        headers: Sequence[tuple[str, bytes | str]] | None = None,
+        headers: list[tuple[str, str | bytes | None]] | None = None,
     ) -> None:
         """Queue one record; waits for queue space instead of failing when the buffer is full."""
         while True:
@@ -151,9 +154,7 @@ class BatchConsumer:
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "partition.assignment.strategy": "cooperative-sticky",
-            # The broker may hold a fetch this long waiting for data: it bounds the
-            # latency a quiet topic adds (librdkafka's default is 500 ms).
-            "fetch.wait.max.ms": 10,
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
         }
         conf.update(config)
         self._consumer = Consumer(conf)
@@ -241,6 +242,7 @@ class TopicReader:
                 "group.id": f"rigwatch-reader-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                "fetch.wait.max.ms": FETCH_WAIT_MS,
             }
         )
         start = OFFSET_BEGINNING if from_beginning else OFFSET_END

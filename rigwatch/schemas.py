@@ -36,9 +36,7 @@ def load_schema(name: str) -> dict[str, Any]:
     try:
         file = SCHEMA_FILES[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown record {name!r}; expected one of {sorted(SCHEMA_FILES)}"
-        ) from None
+        raise ConfigError(f"unknown record {name!r}; expected one of {sorted(SCHEMA_FILES)}") from None
     return json.loads((schema_dir() / file).read_text())
 
 

@@ -37,6 +37,12 @@ def decode_any(codecs: Codecs, value: bytes) -> tuple[str, dict[str, Any]]:
     raise error
 
 
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value or ""
+
+
 def describe(codecs: Codecs, msg: Message) -> dict[str, Any]:
     """A JSON-ready view of one message: position, key, headers and the decoded record."""
     value = msg.value() or b""
@@ -44,11 +50,11 @@ def describe(codecs: Codecs, msg: Message) -> dict[str, Any]:
         "topic": msg.topic(),
         "partition": msg.partition(),
         "offset": msg.offset(),
-        "key": (msg.key() or b"").decode("utf-8", "replace"),
+        "key": _text(msg.key()),
     }
     headers = msg.headers()
     if headers:
-        out["headers"] = {k: (v or b"").decode("utf-8", "replace") for k, v in headers}
+        out["headers"] = {k: _text(v) for k, v in headers}  # type: ignore[str-unpack]
     try:
         out["type"], out["value"] = decode_any(codecs, value)
     except DecodeError as exc:

@@ -43,10 +43,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory, hydraulic_dir: Path) -> Path:
-    """A model package trained once per session on the real per-cycle CSV."""
+def real_dataset(hydraulic_dir: Path):
+    """The per-cycle CSV of the shared data, loaded once."""
+    return load_csv(hydraulic_dir / "hydraulic_cycles.csv")
+
+
+@pytest.fixture(scope="session")
+def real_model(real_dataset):
+    """A model package trained once on the real data (seed 42).
+
+    One thread: the trees are the same as with two (measured), and a unit test
+    run beside busy integration tests would otherwise stall in OpenMP spin-waits.
+    """
+    return train(real_dataset, seed=42, num_threads=1)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, real_model) -> Path:
+    """The real-data model package, written once per session."""
     out = tmp_path_factory.mktemp("model")
-    train(load_csv(hydraulic_dir / "hydraulic_cycles.csv")).write(out)
+    real_model.write(out)
     return out
 
 

@@ -223,8 +223,8 @@ def _open_members(path: Path, stack: ExitStack) -> dict[str, Opener]:
         raise DataError(f"{path}: does not exist, expected the UCI data folder or zip")
     if PROFILE_FILE in members:
         return members
-    # The UCI download has been seen both flat and wrapping a data.zip: look one
-    # archive deeper before giving up.
+    # The text files may come wrapped in an inner data.zip (the download's layout
+    # is not pinned anywhere): look one archive deeper before giving up.
     for name, opener in members.items():
         if name.lower().endswith(".zip"):
             with opener() as handle:

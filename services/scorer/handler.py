@@ -21,10 +21,14 @@ REQUIRED_IDS = ("event_id", "rig_id")
 class Model(Protocol):
     """What the scorer needs of a model package."""
 
-    name: str
-    version: str
-    features: tuple[str, ...]
-    classes: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def features(self) -> tuple[str, ...]: ...
+    @property
+    def classes(self) -> tuple[str, ...]: ...
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -90,7 +94,7 @@ def score_batch(
     records: list[dict[str, Any]] = []
     for index, value in enumerate(values):
         try:
-            record = codec.decode(value)  # type: ignore[arg-type]
+            record = codec.decode(value)
         except DecodeError as exc:
             out.rejects.append(Reject(index, exc.reason, exc.detail))
             continue
@@ -107,9 +111,7 @@ def score_batch(
     proba = model.predict_proba(x)
     best = proba.argmax(axis=1)
     classes = model.classes
-    for record, row, top, row_flags in zip(
-        records, proba.tolist(), best.tolist(), flags, strict=True
-    ):
+    for record, row, top, row_flags in zip(records, proba.tolist(), best.tolist(), flags, strict=True):
         out.predictions.append(
             {
                 "event_id": record["event_id"],

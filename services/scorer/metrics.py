@@ -13,9 +13,7 @@ class ScorerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events_in = Counter(
-            "rigwatch_scorer_events_in", "Sensor readings consumed", registry=r
-        )
+        self.events_in = Counter("rigwatch_scorer_events_in", "Sensor readings consumed", registry=r)
         self.predictions_out = Counter(
             "rigwatch_scorer_predictions_out", "Predictions produced and acknowledged", registry=r
         )

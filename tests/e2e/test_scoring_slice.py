@@ -24,9 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _scorer(spawn, settings, group: str, metrics_port: int = 0):
-    env = service_env(
-        settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT=str(metrics_port)
-    )
+    env = service_env(settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT=str(metrics_port))
     return spawn(["scorer"], env)
 
 
@@ -86,9 +84,7 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
         assert headers["source_topic"] == topics.sensor_readings
         assert int(headers["source_offset"]) >= 0
 
-    labels = {
-        a["event_id"]: a["label"] for a in map(codecs.actual.decode, (m.value() for m in actuals))
-    }
+    labels = {a["event_id"]: a["label"] for a in map(codecs.actual.decode, (m.value() for m in actuals))}
     right = sum(by_event[e]["predicted_label"] == label for e, label in labels.items())
     assert right / len(labels) >= 0.99
 
@@ -104,9 +100,7 @@ def test_2000_events_with_20_malformed_give_1980_predictions_and_20_dlq_records(
     assert scorer.wait(30) == 0
 
 
-def test_scorer_killed_mid_stream_and_restarted_loses_no_event(
-    settings, spawn, hydraulic_dir: Path
-) -> None:
+def test_scorer_killed_mid_stream_and_restarted_loses_no_event(settings, spawn, hydraulic_dir: Path) -> None:
     codecs = Codecs.load()
     topics = settings.topics
     dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")

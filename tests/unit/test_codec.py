@@ -24,9 +24,7 @@ def _strategy(avro_type: Any) -> st.SearchStrategy[Any]:
     if isinstance(avro_type, dict):
         kind = avro_type["type"]
         if kind == "record":
-            return st.fixed_dictionaries(
-                {f["name"]: _strategy(f["type"]) for f in avro_type["fields"]}
-            )
+            return st.fixed_dictionaries({f["name"]: _strategy(f["type"]) for f in avro_type["fields"]})
         if kind == "map":
             return st.dictionaries(st.text(), _strategy(avro_type["values"]), max_size=5)
         if kind == "array":

@@ -73,30 +73,30 @@ def _small_uci(folder: Path, n: int = 4, seed: int = 0) -> tuple[Path, np.ndarra
 
 
 @pytest.fixture(scope="module")
-def uci_folder(tmp_path_factory, shared_data, real_dataset) -> Path:
-    return _uci_folder(tmp_path_factory.mktemp("uci") / "data", shared_data, real_dataset)
+def uci_folder(tmp_path_factory, hydraulic_dir, real_dataset) -> Path:
+    return _uci_folder(tmp_path_factory.mktemp("uci") / "data", hydraulic_dir, real_dataset)
 
 
 # --- raw files against the per-cycle CSV -------------------------------------------
 
 
 @pytest.mark.parametrize("stem", ONE_HZ)
-def test_mean_per_cycle_of_each_1hz_file_reproduces_its_csv_column(stem, shared_data, real_dataset):
-    means = mean_per_cycle(shared_data / "raw_1hz" / f"{stem}.txt")
+def test_mean_per_cycle_of_each_1hz_file_reproduces_its_csv_column(stem, hydraulic_dir, real_dataset):
+    means = mean_per_cycle(hydraulic_dir / "raw_1hz" / f"{stem}.txt")
     column = real_dataset.sensors[:, SENSOR_COLUMNS.index(COLUMN_OF[stem])]
     assert means.shape == (2205,)
     np.testing.assert_allclose(means, column, rtol=1e-9, atol=0)
 
 
-def test_profile_reproduces_the_label_columns_exactly(shared_data, real_dataset):
-    labels = read_profile(shared_data / "raw_1hz" / "profile.txt")
+def test_profile_reproduces_the_label_columns_exactly(hydraulic_dir, real_dataset):
+    labels = read_profile(hydraulic_dir / "raw_1hz" / "profile.txt")
     assert labels.dtype == np.int64
     np.testing.assert_array_equal(labels, real_dataset.labels)
 
 
 @pytest.mark.parametrize(("file", "column"), [("FS1", "fsa_vol_flow"), ("PS2", "psb_bar")])
-def test_high_rate_samples_reproduce_rows_0_and_1_of_the_csv(file, column, shared_data, real_dataset):
-    means = mean_per_cycle(shared_data / "raw_highrate_sample" / f"{file}_first2rows.txt")
+def test_high_rate_samples_reproduce_rows_0_and_1_of_the_csv(file, column, hydraulic_dir, real_dataset):
+    means = mean_per_cycle(hydraulic_dir / "raw_highrate_sample" / f"{file}_first2rows.txt")
     expected = real_dataset.sensors[:2, SENSOR_COLUMNS.index(column)]
     np.testing.assert_allclose(means, expected, rtol=1e-9, atol=0)
 
@@ -343,17 +343,17 @@ def no_env(monkeypatch, tmp_path):
     monkeypatch.setattr(download, "download_archive", offline)
 
 
-def test_resolve_explicit_csv_path(no_env, shared_data):
-    dataset = resolve_data(shared_data / "hydraulic_cycles.csv")
-    assert dataset.source == f"csv:{shared_data / 'hydraulic_cycles.csv'}"
+def test_resolve_explicit_csv_path(no_env, hydraulic_dir):
+    dataset = resolve_data(hydraulic_dir / "hydraulic_cycles.csv")
+    assert dataset.source == f"csv:{hydraulic_dir / 'hydraulic_cycles.csv'}"
 
 
-def test_resolve_folder_with_the_csv_reads_the_csv(no_env, shared_data):
-    assert resolve_data(str(shared_data)).source.endswith("hydraulic_cycles.csv")
+def test_resolve_folder_with_the_csv_reads_the_csv(no_env, hydraulic_dir):
+    assert resolve_data(str(hydraulic_dir)).source.endswith("hydraulic_cycles.csv")
 
 
-def test_resolve_reads_rigwatch_data_env(no_env, monkeypatch, shared_data):
-    monkeypatch.setenv("RIGWATCH_DATA", str(shared_data / "hydraulic_cycles.csv"))
+def test_resolve_reads_rigwatch_data_env(no_env, monkeypatch, hydraulic_dir):
+    monkeypatch.setenv("RIGWATCH_DATA", str(hydraulic_dir / "hydraulic_cycles.csv"))
     assert len(resolve_data()) == 2205
 
 

@@ -92,9 +92,9 @@ def test_packaged_calibration_is_what_calibrate_computes_on_the_real_data(real_d
         assert new["label_counts"] == old["label_counts"]
 
 
-def test_calibrate_cli_writes_a_loadable_file(shared_data, tmp_path, capsys):
+def test_calibrate_cli_writes_a_loadable_file(hydraulic_dir, tmp_path, capsys):
     out = tmp_path / "calibration.json"
-    assert main([str(shared_data / "hydraulic_cycles.csv"), "--out", str(out)]) == 0
+    assert main([str(hydraulic_dir / "hydraulic_cycles.csv"), "--out", str(out)]) == 0
     assert "calibrated on 2205 rows" in capsys.readouterr().out
     calibration = load_calibration(out)
     assert calibration["data_source"] == "csv:hydraulic_cycles.csv"

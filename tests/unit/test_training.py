@@ -214,9 +214,9 @@ def test_training_rejects_unknown_classes_and_missing_classes():
         train(only_two)
 
 
-def test_train_and_write_reports_source_metrics_and_version(shared_data, tmp_path, capsys, monkeypatch):
+def test_train_and_write_reports_source_metrics_and_version(hydraulic_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("RIGWATCH_DATA", raising=False)
-    package = train_and_write(shared_data / "hydraulic_cycles.csv", tmp_path / "pkg")
+    package = train_and_write(hydraulic_dir / "hydraulic_cycles.csv", tmp_path / "pkg")
     out = capsys.readouterr().out
     assert "csv:" in out and "2205 rows" in out
     assert "best iteration" in out and "log loss" in out and "MCC" in out
