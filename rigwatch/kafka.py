@@ -163,9 +163,17 @@ class BatchConsumer:
     def batches(
         self, stop: StopFlag, *, max_messages: int = 1000, timeout: float = 0.1
     ) -> Iterator[list[Message]]:
-        """Yield non-empty batches of up to *max_messages* or *timeout* seconds until *stop*."""
+        """Yield non-empty batches of up to *max_messages* until *stop*; wait at most *timeout* for one.
+
+        Adaptive: the batch is whatever has arrived when the first record does, so
+        a quiet topic yields single records at once and a busy one full batches —
+        low load never waits for a batch to fill.
+        """
         while not stop:
-            messages = self._consumer.consume(max_messages, timeout)
+            first = self._consumer.poll(timeout)
+            if first is None:
+                continue
+            messages = [first, *self._consumer.consume(max_messages - 1, 0)]
             batch = []
             for msg in messages:
                 err = msg.error()
