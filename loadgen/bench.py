@@ -37,6 +37,7 @@ WORKERS: dict[str, tuple[list[str], int]] = {
     "scorer x2": (["rigwatch", "scorer"], 2),
 }
 _TICKS = os.sysconf("SC_CLK_TCK")
+WARMUP_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,10 @@ class _Bench:
                 event = next(events)
                 producer.produce(settings.topics.sensor_readings, event.value, key=event.key)
                 producer.flush()
-            total = int(self.options.rate * self.options.duration)
+            # The first seconds at full rate warm every partition's fetch and produce path;
+            # their latencies are not counted.
+            warmup = int(self.options.rate * WARMUP_S)
+            total = warmup + int(self.options.rate * self.options.duration)
 
             def offer() -> None:
                 started = time.monotonic()
@@ -172,11 +176,14 @@ class _Bench:
             sender = threading.Thread(target=offer)
             sender.start()
             decode = Codecs.load().prediction.decode
-            deadline = time.monotonic() + self.options.duration + 60
-            while len(latencies) < total and time.monotonic() < deadline:
+            deadline = time.monotonic() + WARMUP_S + self.options.duration + 60
+            seen = 0
+            while seen < total and time.monotonic() < deadline:
                 for msg in reader.poll(0.01):
                     now = int(time.time() * 1000)
-                    latencies.append(now - decode(msg.value())["event_time"])
+                    seen += 1
+                    if seen > warmup:
+                        latencies.append(now - decode(msg.value())["event_time"])
             sender.join()
         for p in procs:
             p.stop()
