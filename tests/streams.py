@@ -47,3 +47,18 @@ def collect(
         while time.monotonic() < settle_until:
             seen += reader.poll(0.2)
     return seen
+
+
+class SeenIds:
+    """The event_ids in the records ``collect`` has seen so far, decoding each record once."""
+
+    def __init__(self, decode: Callable[[bytes | None], dict]) -> None:
+        self.decode = decode
+        self.ids: set[str] = set()
+        self._done = 0
+
+    def update(self, seen: list[Message]) -> set[str]:
+        for msg in seen[self._done :]:
+            self.ids.add(self.decode(msg.value())["event_id"])
+        self._done = len(seen)
+        return self.ids

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from streams import collect, service_env
+from streams import SeenIds, collect, service_env
 
 from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import BAD_KINDS
@@ -140,3 +140,32 @@ def test_scorer_killed_mid_stream_and_restarted_loses_no_event(settings, spawn, 
     all_scored.done = 0
 
     collect(settings.bootstrap, [topics.predictions], all_scored, timeout=120)
+
+
+def test_two_scorers_share_partitions_and_a_leaving_one_loses_no_event(
+    settings, spawn, hydraulic_dir: Path
+) -> None:
+    codecs = Codecs.load()
+    topics = settings.topics
+    dataset = load_csv(hydraulic_dir / "hydraulic_cycles.csv")
+    ports = [_free_port(), _free_port()]
+    scorers = [_scorer(spawn, settings, "scorer-pair", port) for port in ports]
+    options = PumpOptions(rate=1000, count=12000, rigs=16, label_coverage=0, seed=8)
+    pumping = threading.Thread(target=run_pump, args=(settings, dataset, options, StopFlag()))
+    pumping.start()
+
+    def both_scoring(_seen) -> bool:
+        try:
+            return all(_scrape(p)[("rigwatch_scorer_events_in_total", ())] > 0 for p in ports)
+        except OSError:  # a metrics endpoint not up yet
+            return False
+
+    collect(settings.bootstrap, [topics.predictions], both_scoring, timeout=60)
+    scorers[0].send_signal(signal.SIGTERM)
+    assert scorers[0].wait(30) == 0
+    assert pumping.is_alive(), "the scorer must leave mid-stream"
+    pumping.join()
+
+    scored = SeenIds(codecs.prediction.decode)
+    collect(settings.bootstrap, [topics.predictions], lambda seen: len(scored.update(seen)) >= 12000)
+    assert len(scored.ids) == 12000
