@@ -4,8 +4,8 @@
 it, predict one row, produce one record asynchronously; offsets auto-committed
 every 5 s (librdkafka's default). No strawman: no synchronous commit per message.
 
-``passthrough``: the scorer's own batch loop with the model taken out — decode
-and re-encode every record. Nothing can score faster than this on the same
+``passthrough``: the scorer's own batch loop and codec with the model taken out —
+decode and re-encode every record. Nothing can score faster than this on the same
 machine, so it is the floor the scorer is compared with.
 
 Run as ``python -m loadgen.baselines naive|passthrough``; settings come from the
@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, Producer
 
 from rigwatch.config import Settings
 from rigwatch.exceptions import DecodeError
+from rigwatch.fastcodec import BatchDecoder, compile_encoder
 from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
@@ -81,21 +82,20 @@ def naive(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
 
 
 def passthrough(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
-    """The scorer's batch loop without the model: decode and re-encode."""
+    """The scorer's batch loop and fast codec without the model: decode and re-encode."""
     bootstrap = endpoints(settings).bootstrap
     topics, codec = settings.topics, Codecs.load().sensor_reading
+    decoder, encode = BatchDecoder(codec), compile_encoder(codec)
     producer = ReliableProducer(bootstrap, **{"linger.ms": scorer.linger_ms})
     consumer = BatchConsumer(bootstrap, scorer.group, [topics.sensor_readings])
     try:
         for batch in consumer.batches(
             stop, max_messages=scorer.batch_max, timeout=scorer.batch_timeout_ms / 1000
         ):
-            for msg in batch:
-                try:
-                    record = codec.decode(msg.value())
-                except DecodeError:
-                    continue
-                producer.produce(topics.predictions, codec.encode(record), key=msg.key())
+            columns = decoder.decode([msg.value() for msg in batch])
+            rig_ids = columns.strings["rig_id"]
+            for row in range(len(columns)):
+                producer.produce(topics.predictions, encode(columns.record(row)), key=rig_ids[row])
             producer.flush()
             consumer.store(batch)
     finally:

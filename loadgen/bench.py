@@ -24,7 +24,7 @@ from typing import Any
 from loadgen.readings import ReadingStream
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
-from rigwatch.kafka import ReliableProducer, TopicReader, create_topics
+from rigwatch.kafka import ReliableProducer, TopicReader, create_topics, delete_topics
 from rigwatch.schemas import Codecs
 
 __all__ = ["BenchOptions", "run_scorer_bench"]
@@ -109,6 +109,14 @@ class _Bench:
 
     def throughput(self, name: str, encoded: list[tuple[str, bytes]]) -> dict[str, float]:
         settings = self.fresh()
+        try:
+            return self._throughput(name, encoded, settings)
+        finally:
+            delete_topics(self.bootstrap, settings.topics.all())
+
+    def _throughput(
+        self, name: str, encoded: list[tuple[str, bytes]], settings: Settings
+    ) -> dict[str, float]:
         producer = ReliableProducer(self.bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000})
         for key, value in encoded:
             producer.produce(settings.topics.sensor_readings, value, key=key)
@@ -146,6 +154,12 @@ class _Bench:
 
     def latency(self, dataset: Dataset) -> dict[str, float]:
         settings = self.fresh()
+        try:
+            return self._latency(dataset, settings)
+        finally:
+            delete_topics(self.bootstrap, settings.topics.all())
+
+    def _latency(self, dataset: Dataset, settings: Settings) -> dict[str, float]:
         codec = Codecs.load().sensor_reading
         procs = self.start("scorer", settings, f"bench-lat-{uuid.uuid4().hex[:6]}")
         producer = ReliableProducer(self.bootstrap, **{"linger.ms": 1})

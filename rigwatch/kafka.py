@@ -35,6 +35,7 @@ __all__ = [
     "StopFlag",
     "TopicReader",
     "create_topics",
+    "delete_topics",
     "read_topics",
     "wait_for_broker",
 ]
@@ -234,6 +235,17 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"could not create topic {topic!r}: {exc}") from exc
     return created
+
+
+def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
+    """Delete *topics* (missing ones are ignored): a benchmark's data must not pile up in the broker."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for topic, future in admin.delete_topics(list(topics), operation_timeout=10).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise StackError(f"could not delete topic {topic!r}: {exc}") from exc
 
 
 class TopicReader:

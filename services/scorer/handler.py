@@ -1,18 +1,17 @@
-"""The scorer's pure batch logic: raw bytes in, predictions and rejects out, no I/O."""
+"""The scorer's pure batch logic: raw bytes in, encoded predictions and rejects out, no I/O."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 from rigwatch.codec import Codec
-from rigwatch.exceptions import DecodeError
+from rigwatch.fastcodec import BatchDecoder, ColumnBatch, compile_encoder
 
-__all__ = ["Model", "Reject", "ScoredBatch", "assemble_features", "score_batch"]
+__all__ = ["Model", "Reject", "ScoredBatch", "Scorer", "feature_matrix"]
 
 #: Fields without which a reading cannot be keyed or joined.
 REQUIRED_IDS = ("event_id", "rig_id")
@@ -44,88 +43,112 @@ class Reject:
 
 @dataclass
 class ScoredBatch:
-    """Predictions (with the input index each answers) and rejects of one batch."""
+    """One batch's outputs: ``(key, Prediction bytes)`` in input order, and the rejects.
 
-    predictions: list[dict[str, Any]] = field(default_factory=list)
+    ``indices[i]`` is the input position ``outputs[i]`` answers; every input
+    position is in exactly one of ``indices`` or ``rejects``.
+    """
+
+    outputs: list[tuple[str, bytes]] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
 
 
-def assemble_features(
-    records: Sequence[dict[str, Any]], features: Sequence[str]
-) -> tuple[np.ndarray, list[list[str]]]:
-    """Feature matrix (float32, NaN for missing) and each row's ``missing:<feature>`` flags.
+def feature_matrix(doubles: np.ndarray, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's float32 input (NaN where missing) and the boolean missing mask.
+
+    A null or a non-finite value (NaN, ±inf) is missing: LightGBM scores it as
+    missing and the prediction gets a ``missing:<feature>`` flag.
 
     Examples
     --------
-    >>> x, flags = assemble_features([{"a": 1.0, "b": None}], ["a", "b"])
-    >>> x.tolist(), flags
-    ([[1.0, nan]], [['missing:b']])
+    >>> x, missing = feature_matrix(np.array([[1.0, np.nan, np.inf]]), np.array([2, 0, 1]))
+    >>> x.tolist(), missing.tolist()
+    ([[nan, 1.0, nan]], [[True, False, True]])
     """
-    x = np.empty((len(records), len(features)), dtype=np.float32)
-    flags: list[list[str]] = []
-    for i, record in enumerate(records):
-        row_flags = []
-        for j, name in enumerate(features):
-            value = record.get(name)
-            if value is None or not math.isfinite(value):
-                x[i, j] = np.nan
-                row_flags.append(f"missing:{name}")
-            else:
-                x[i, j] = value
-        flags.append(row_flags)
-    return x, flags
+    picked = doubles[:, columns]
+    missing = ~np.isfinite(picked)
+    x = np.empty(picked.shape, dtype=np.float32)
+    np.copyto(x, picked, casting="same_kind")
+    x[missing] = np.nan
+    return x, missing
 
 
-def score_batch(
-    values: Sequence[bytes | None],
-    *,
-    codec: Codec,
-    model: Model,
-    now_ms: int,
-    role: str = "champion",
-) -> ScoredBatch:
-    """Decode, validate and score one batch of SensorReading bytes.
+class Scorer:
+    """Decode, validate, score and encode one batch of SensorReading bytes.
 
-    Every input index ends up in exactly one of ``predictions`` (via ``indices``)
-    or ``rejects``: nothing is dropped.
+    Parameters
+    ----------
+    model
+        Anything with the :class:`Model` shape (a :class:`~rigwatch.model.ModelPackage`).
+    readings, predictions
+        Codecs of the input and output records; decoding and encoding use the
+        schema-driven fast paths of :mod:`rigwatch.fastcodec`, which give exactly
+        what the codecs give.
+    role
+        ``champion`` or ``challenger``, written on every prediction.
     """
-    out = ScoredBatch()
-    records: list[dict[str, Any]] = []
-    for index, value in enumerate(values):
-        try:
-            record = codec.decode(value)
-        except DecodeError as exc:
-            out.rejects.append(Reject(index, exc.reason, exc.detail))
-            continue
-        missing = [name for name in REQUIRED_IDS if not record.get(name)]
-        if missing:
-            detail = ", ".join(f"{name}={record.get(name)!r}" for name in missing)
-            out.rejects.append(Reject(index, "missing_field", f"expected non-empty {detail}"))
-            continue
-        records.append(record)
-        out.indices.append(index)
-    if not records:
-        return out
-    x, flags = assemble_features(records, model.features)
-    proba = model.predict_proba(x)
-    best = proba.argmax(axis=1)
-    classes = model.classes
-    for record, row, top, row_flags in zip(records, proba.tolist(), best.tolist(), flags, strict=True):
-        out.predictions.append(
-            {
-                "event_id": record["event_id"],
-                "rig_id": record["rig_id"],
-                "cycle": record["cycle"],
-                "event_time": record["event_time"],
-                "model_name": model.name,
-                "model_version": model.version,
-                "role": role,
-                "probabilities": dict(zip(classes, row, strict=True)),
+
+    def __init__(self, model: Model, readings: Codec, predictions: Codec, role: str = "champion") -> None:
+        self.model, self.role = model, role
+        self._decoder = BatchDecoder(readings)
+        self._encode = compile_encoder(predictions)
+        self._columns: np.ndarray | None = None
+
+    def score(self, values: Sequence[bytes | None], now_ms: int) -> ScoredBatch:
+        """Score *values*; nothing is dropped (see :class:`ScoredBatch`)."""
+        batch = self._decoder.decode(values)
+        out = ScoredBatch(rejects=[Reject(i, e.reason, e.detail) for i, e in batch.rejects])
+        rows = self._valid_rows(batch, out)
+        if rows.size == 0:
+            out.rejects.sort(key=lambda r: r.index)
+            return out
+        x, missing = feature_matrix(batch.doubles[rows], self._feature_columns(batch))
+        proba = self.model.predict_proba(x)
+        best = proba.argmax(axis=1)
+        flagged = set(np.flatnonzero(missing.any(axis=1)).tolist())
+        features, classes, encode = self.model.features, self.model.classes, self._encode
+        event_ids, rig_ids = batch.strings["event_id"], batch.strings["rig_id"]
+        cycles, times = batch.longs["cycle"].tolist(), batch.longs["event_time"].tolist()
+        for i, (row, probs, top) in enumerate(zip(rows.tolist(), proba.tolist(), best.tolist(), strict=True)):
+            flags = [f"missing:{features[j]}" for j in np.flatnonzero(missing[i])] if i in flagged else []
+            rig_id = rig_ids[row]
+            prediction = {
+                "event_id": event_ids[row],
+                "rig_id": rig_id,
+                "cycle": cycles[row],
+                "event_time": times[row],
+                "model_name": self.model.name,
+                "model_version": self.model.version,
+                "role": self.role,
+                "probabilities": dict(zip(classes, probs, strict=True)),
                 "predicted_label": classes[top],
-                "confidence": row[top],
+                "confidence": probs[top],
                 "scored_time": now_ms,
-                "flags": row_flags,
+                "flags": flags,
             }
-        )
-    return out
+            out.outputs.append((rig_id, encode(prediction)))
+            out.indices.append(int(batch.index[row]))
+        out.rejects.sort(key=lambda r: r.index)
+        return out
+
+    def _valid_rows(self, batch: ColumnBatch, out: ScoredBatch) -> np.ndarray:
+        """Rows with both ids; the others become ``missing_field`` rejects."""
+        ok = np.ones(len(batch), dtype=bool)
+        for name in REQUIRED_IDS:
+            column = batch.strings[name]
+            for row in (r for r in range(len(batch)) if not column[r]):
+                if ok[row]:
+                    ok[row] = False
+                    record = batch.record(row)
+                    detail = ", ".join(f"{f}={record[f]!r}" for f in REQUIRED_IDS if not record[f])
+                    out.rejects.append(
+                        Reject(int(batch.index[row]), "missing_field", f"expected non-empty {detail}")
+                    )
+        return np.flatnonzero(ok)
+
+    def _feature_columns(self, batch: ColumnBatch) -> np.ndarray:
+        if self._columns is None:
+            names = batch.double_names
+            self._columns = np.array([names.index(f) for f in self.model.features], dtype=np.intp)
+        return self._columns
