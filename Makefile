@@ -18,6 +18,12 @@ demo: $(STAMP)  ## stack + scorer + pump with a live view; Ctrl-C stops everythi
 test: $(STAMP)  ## unit, integration and e2e tests (starts its own broker and Redis)
 	$(PY) -m pytest $(ARGS)
 
+# Real data when ../shared is beside the checkout, else the resolved data (RIGWATCH_DATA, cache, simulator).
+BENCH_DATA := $(wildcard ../shared/data/hydraulic/hydraulic_cycles.csv)
+
+bench: $(STAMP)  ## scorer throughput / latency / CPU / RSS against baselines; results/ holds JSON + markdown
+	$(VENV)/bin/rigwatch bench scorer $(if $(BENCH_DATA),--data $(BENCH_DATA)) $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rigwatch services loadgen tests
 	$(VENV)/bin/ruff format --check rigwatch services loadgen tests
