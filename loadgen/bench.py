@@ -26,6 +26,7 @@ from rigwatch.config import Settings
 from rigwatch.data import Dataset
 from rigwatch.kafka import ReliableProducer, TopicReader, create_topics, delete_topics
 from rigwatch.schemas import Codecs
+from rigwatch.tail import decode_any
 
 __all__ = ["BenchOptions", "run_scorer_bench"]
 
@@ -152,16 +153,17 @@ class _Bench:
             "exit_codes_ok": float(all(c == 0 for c in codes)),
         }
 
-    def latency(self, dataset: Dataset) -> dict[str, float]:
+    def latency(self, name: str, dataset: Dataset) -> dict[str, float]:
         settings = self.fresh()
         try:
-            return self._latency(dataset, settings)
+            return self._latency(name, dataset, settings)
         finally:
             delete_topics(self.bootstrap, settings.topics.all())
 
-    def _latency(self, dataset: Dataset, settings: Settings) -> dict[str, float]:
-        codec = Codecs.load().sensor_reading
-        procs = self.start("scorer", settings, f"bench-lat-{uuid.uuid4().hex[:6]}")
+    def _latency(self, name: str, dataset: Dataset, settings: Settings) -> dict[str, float]:
+        codecs = Codecs.load()
+        codec = codecs.sensor_reading
+        procs = self.start(name, settings, f"bench-lat-{uuid.uuid4().hex[:6]}")
         producer = ReliableProducer(self.bootstrap, **{"linger.ms": 1})
         stream = ReadingStream(dataset, codec, run_id="warmup", rigs=16, seed=1)
         events = stream.events(lambda: int(time.time() * 1000))
@@ -189,7 +191,6 @@ class _Bench:
 
             sender = threading.Thread(target=offer)
             sender.start()
-            decode = Codecs.load().prediction.decode
             deadline = time.monotonic() + WARMUP_S + self.options.duration + 60
             seen = 0
             while seen < total and time.monotonic() < deadline:
@@ -197,7 +198,8 @@ class _Bench:
                     now = int(time.time() * 1000)
                     seen += 1
                     if seen > warmup:
-                        latencies.append(now - decode(msg.value())["event_time"])
+                        # The pass-through writes readings, the scorer predictions: both carry event_time.
+                        latencies.append(now - decode_any(codecs, msg.value())[1]["event_time"])
             sender.join()
         for p in procs:
             p.stop()
@@ -230,7 +232,9 @@ def run_scorer_bench(
     encoded = [(e.key, e.value) for e in stream.events(lambda: int(time.time() * 1000))]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in options.workers}
     ratios: dict[str, list[float]] = {"scorer/naive": [], "scorer/passthrough": [], "x2/x1": []}
-    latency: list[dict[str, float]] = []
+    latency: dict[str, list[dict[str, float]]] = {
+        name: [] for name in ("scorer", "passthrough") if name in options.workers
+    }
     for repeat in range(1, options.repeats + 1):
         for name in options.workers:
             say(f"[{repeat}/{options.repeats}] throughput: {name} on {options.events:,} readings ...")
@@ -244,11 +248,11 @@ def run_scorer_bench(
         }.items():
             if a in this and b in this:
                 ratios[ratio].append(this[a] / this[b])
-        if options.duration > 0:
+        for name in latency if options.duration > 0 else ():
             load = f"{options.rate:,.0f}/s for {options.duration:.0f} s"
-            say(f"[{repeat}/{options.repeats}] latency at {load} ...")
-            latency.append(bench.latency(dataset))
-            say(f"    p99 {latency[-1]['p99_ms']:.0f} ms")
+            say(f"[{repeat}/{options.repeats}] latency: {name} at {load} ...")
+            latency[name].append(bench.latency(name, dataset))
+            say(f"    p99 {latency[name][-1]['p99_ms']:.0f} ms")
     result = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "options": {k: str(v) for k, v in options.__dict__.items()},
@@ -257,7 +261,9 @@ def run_scorer_bench(
             name: {key: _summary([r[key] for r in rs]) for key in rs[0]} for name, rs in runs.items() if rs
         },
         "ratios": {k: _summary(v) for k, v in ratios.items() if v},
-        "latency": {key: _summary([r[key] for r in latency]) for key in latency[0]} if latency else {},
+        "latency": {
+            name: {key: _summary([r[key] for r in rs]) for key in rs[0]} for name, rs in latency.items() if rs
+        },
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -289,13 +295,13 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| ratio | median (min–max) |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v, '.2f')} |" for k, v in result["ratios"].items()]
     if result["latency"]:
-        lat = result["latency"]
+        rate = float(result["options"]["rate"])
         lines += [
             "",
-            "| latency event → prediction | p50 ms | p95 ms | p99 ms | max ms |",
+            f"| event → output latency at {rate:,.0f}/s | p50 ms | p95 ms | p99 ms | max ms |",
             "|---|---|---|---|---|",
-            f"| at {float(result['options']['rate']):,.0f}/s | "
-            + " | ".join(_fmt(lat[k], ".0f") for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
-            + " |",
         ]
+        for name, lat in result["latency"].items():
+            cells = " | ".join(_fmt(lat[k], ".0f") for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms"))
+            lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"

@@ -59,3 +59,7 @@ class DecodeError(RigwatchError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self) -> tuple[type[DecodeError], tuple[str, str]]:
+        # Two constructor arguments: the default pickling would pass only the message.
+        return (type(self), (self.reason, self.detail))

@@ -15,7 +15,7 @@ from rigwatch.schemas import Codecs
 __all__ = ["decode_any", "describe", "json_lines"]
 
 
-def decode_any(codecs: Codecs, value: bytes) -> tuple[str, dict[str, Any]]:
+def decode_any(codecs: Codecs, value: bytes | None) -> tuple[str, dict[str, Any]]:
     """Decode *value* with whichever record codec its fingerprint names.
 
     Examples

@@ -9,9 +9,12 @@ import numpy as np
 
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec._schema import Field
+from rigwatch.fastcodec._vector import Reader
 from rigwatch.fastcodec.batch import ColumnBatch
 
 __all__ = ["Columns"]
+
+_INT32 = (-(2**31), 2**31 - 1)
 
 
 class Columns:
@@ -30,6 +33,25 @@ class Columns:
         self.booleans = {name: np.zeros(n, bool) for name, k in kinds.items() if k == "boolean"}
         self.doubles = np.empty((n, len(double_names)), np.float64)
         self.nulls = np.zeros((n, len(double_names)), bool)
+
+    def read(self, reader: Reader, fields: Sequence[Field], at: Any = slice(None)) -> None:
+        """Read *fields* of every row of *reader* into rows *at*."""
+        for f in fields:
+            if f.kind == "string":
+                self.spans[f.name][0][at], self.spans[f.name][1][at] = reader.string()
+            elif f.kind in ("long", "int"):
+                value = reader.varint()
+                if f.kind == "int":
+                    reader.bad |= (value < _INT32[0]) | (value > _INT32[1])
+                self.longs[f.name][at] = value
+            elif f.kind == "boolean":
+                self.booleans[f.name][at] = reader.boolean()
+            else:
+                j = self.column[f.name]
+                if f.kind == "double":
+                    self.doubles[at, j] = reader.double()
+                else:
+                    self.doubles[at, j], self.nulls[at, j] = reader.nullable_double(f.null_byte, f.value_byte)
 
     def compact(self, buf: bytes, ok: np.ndarray) -> np.ndarray:
         """Keep only rows *ok* whose strings are valid UTF-8, decoding them; returns the rows kept."""
@@ -74,7 +96,9 @@ class Columns:
             order = np.argsort(index, kind="stable")
             index = index[order]
             picks = order.tolist()
-            strings = {name: _pick(column + [r[name] for r in records], picks) for name, column in strings.items()}
+            strings = {
+                name: _pick(column + [r[name] for r in records], picks) for name, column in strings.items()
+            }
             longs = {
                 name: np.concatenate([column, np.array([r[name] for r in records], np.int64)])[order]
                 for name, column in longs.items()
@@ -86,9 +110,9 @@ class Columns:
             values = [[r[name] for name in self.double_names] for r in records]
             extra = np.array([[np.nan if v is None else v for v in row] for row in values], np.float64)
             missing = np.array([[v is None for v in row] for row in values], bool)
-            k = len(self.double_names)
-            doubles = np.concatenate([doubles, extra.reshape(-1, k)])[order]
-            nulls = np.concatenate([nulls, missing.reshape(-1, k)])[order]
+            shape = (len(records), len(self.double_names))
+            doubles = np.concatenate([doubles, extra.reshape(shape)])[order]
+            nulls = np.concatenate([nulls, missing.reshape(shape)])[order]
         return ColumnBatch(
             index=index.astype(np.int64, copy=False),
             strings=strings,

@@ -31,6 +31,8 @@ class Emitter:
     def __init__(self) -> None:
         self.constants: dict[str, Any] = {}
         self._count = 0
+        self._named: dict[str, dict[str, Any]] = {}  # records by name and full name
+        self._open: list[str] = []  # records being emitted, to refuse recursive ones
 
     def _name(self, stem: str) -> str:
         self._count += 1
@@ -41,23 +43,41 @@ class Emitter:
         self.constants[name] = value
         return name
 
-    def record_body(self, schema: dict[str, Any], expr: str) -> Code:
+    def record_body(self, schema: dict[str, Any], expr: str, namespace: str = "") -> Code:
         """Code writing the record named *expr* (a local variable)."""
+        name = schema["name"]
+        namespace = schema.get("namespace", namespace) if "." not in name else name.rpartition(".")[0]
+        full = name if "." in name else f"{namespace}.{name}".lstrip(".")
+        if full in self._open:
+            raise UnsupportedSchemaError(
+                f"{name}: a recursive record is not supported by the compiled encoder"
+            )
+        self._named[name.rpartition(".")[2]] = self._named[full] = schema
+        self._open.append(full)
         get = self._name("get")
         # fastavro writes any Mapping via .get; only a plain dict is sure to behave the same here.
-        code = Code([f"if {expr}.__class__ is not dict:", "    raise _Fallback", f"{get} = {expr}.get"])
+        code = Code([f"if {expr}.__class__ is not dict:", "    raise _Fallback"])
+        if any("default" in f for f in schema["fields"]):
+            code.lines.append(f"{get} = {expr}.get")
         for f in schema["fields"]:
             where = f"{schema.get('name')}.{f['name']}"
-            # fastavro writes a missing field's default, or None when it has none.
-            default = f", {self._constant(f['default'])}" if f.get("default") is not None else ""
-            value = self.value(f["type"], f"{get}({f['name']!r}{default})", where)
+            if "default" in f:
+                # fastavro writes a missing field's default.
+                access = f"{get}({f['name']!r}, {self._constant(f['default'])})"
+            else:
+                # Missing, it is null for fastavro or an error; a KeyError sends it to the codec.
+                access = f"{expr}[{f['name']!r}]"
+            value = self.value(f["type"], access, where, namespace)
             code.lines += value.lines
             code.parts += value.parts
+        self._open.pop()
         return code
 
-    def value(self, avro_type: Any, expr: str, where: str) -> Code:
+    def value(self, avro_type: Any, expr: str, where: str, namespace: str = "") -> Code:
         """Code writing the value of *expr* (evaluated once) as *avro_type*."""
         kind = base_type(avro_type)
+        if isinstance(kind, str) and (kind in self._named or f"{namespace}.{kind}" in self._named):
+            kind = self._named.get(f"{namespace}.{kind}", self._named.get(kind))
         if kind == "string":
             data, size = self._name("s"), self._name("n")
             return Code(
@@ -65,7 +85,7 @@ class Emitter:
                 [f"(_LEN[{size}] if {size} < 64 else _size({size}))", data],
             )
         if kind == "long":
-            return Code([], [f"_long({expr}, _high)"])
+            return Code([], [f"_long({expr})"])
         if kind in ("int", "boolean"):
             return Code([], [f"_{kind}({expr})"])
         if kind == "double":
@@ -75,10 +95,10 @@ class Emitter:
             return self._nullable(union[0], union[1], expr, where)
         if isinstance(kind, dict) and kind.get("type") == "record":
             name = self._name("r")
-            body = self.record_body(kind, name)
+            body = self.record_body(kind, name, namespace)
             return Code([f"{name} = {expr}", *body.lines], body.parts)
         if isinstance(kind, dict) and kind.get("type") in ("map", "array"):
-            return self._blocks(kind, expr, where)
+            return self._blocks(kind, expr, where, namespace)
         raise UnsupportedSchemaError(
             f"{where}: type {avro_type!r} is not supported by the compiled encoder; expected string,"
             " long, int, double, boolean, a union of null and one of those, a map, an array or a record"
@@ -98,37 +118,37 @@ class Emitter:
                 ],
             )
         inner = self.value(other, value, where)
+        # A plain long takes a bool or a numpy integer; fastavro's union validation does not.
+        guard = (
+            [f"if {value}.__class__ is not int:", "    raise _Fallback"] if other in ("long", "int") else []
+        )
         return Code(
             [
                 f"{value} = {expr}",
                 f"if {value} is None:",
                 f"    {out} = {null_byte!r}",
                 "else:",
-                *_indent(inner.lines),
+                *_indent(guard + inner.lines),
                 f"    {out} = b''.join(({bytes((branch,))!r}, {', '.join(inner.parts)}))",
             ],
             [out],
         )
 
-    def _blocks(self, schema: dict[str, Any], expr: str, where: str) -> Code:
+    def _blocks(self, schema: dict[str, Any], expr: str, where: str, namespace: str) -> Code:
         """A map or array: one block with the item count, its items, then the empty block."""
         items, parts, out = self._name("m"), self._name("p"), self._name("e")
         item = self._name("x")
         if schema["type"] == "map":
-            key, head = self._name("k"), self._name("kb")
-            inner = self.value(schema["values"], item, f"{where}[]")
+            key = self._name("k")
+            inner = self.value(schema["values"], item, f"{where}[]", namespace)
             guard = f"{items}.__class__ is not dict"
             loop = [
                 f"for {key}, {item} in {items}.items():",
-                # Map keys repeat from record to record (class labels): keep their encodings.
-                f"    {head} = _keys.get({key})",
-                f"    if {head} is None:",
-                f"        {head} = _key({key}, _keys)",
                 *_indent(inner.lines),
-                f"    {parts} += ({', '.join([head, *inner.parts])},)",
+                f"    {parts} += (_key({key}), {', '.join(inner.parts)})",
             ]
         else:
-            inner = self.value(schema["items"], item, f"{where}[]")
+            inner = self.value(schema["items"], item, f"{where}[]", namespace)
             guard = f"{items}.__class__ is not list and {items}.__class__ is not tuple"
             loop = [
                 f"for {item} in {items}:",

@@ -8,6 +8,8 @@ than 10 bytes, an unexpected union branch, a read past its end, ...) is only fla
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 __all__ = ["PAD", "Reader"]
@@ -31,7 +33,7 @@ class Reader:
     def __init__(self, buf: bytes, pos: np.ndarray, end: np.ndarray) -> None:
         self.buf = buf
         self.u8 = np.frombuffer(buf, dtype=np.uint8)
-        # A float64 at every byte offset (stride 1): D[p] is the double stored at byte p.
+        # A float64 at every byte offset (stride 1): f8[p] is the double stored at byte p.
         self.f8 = np.ndarray((len(buf) - 7,), dtype="<f8", buffer=buf, strides=(1,))
         self.pos = pos.astype(np.int64, copy=True)
         self.end = end
@@ -39,8 +41,7 @@ class Reader:
 
     def subset(self, rows: np.ndarray) -> Reader:
         """A reader over *rows* of this one, starting where they stand."""
-        sub = Reader.__new__(Reader)
-        sub.buf, sub.u8, sub.f8 = self.buf, self.u8, self.f8
+        sub = copy.copy(self)  # shares the buffer and its views
         sub.pos, sub.end, sub.bad = self.pos[rows], self.end[rows], self.bad[rows]
         return sub
 

@@ -10,14 +10,14 @@ import numpy as np
 from rigwatch.codec import MARKER, Codec
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec._columns import Columns
-from rigwatch.fastcodec._schema import FIXED_KINDS, Field, flat_fields
+from rigwatch.fastcodec._schema import flat_fields
+from rigwatch.fastcodec._tail import Tail, split_tail
 from rigwatch.fastcodec._vector import PAD, Reader
 from rigwatch.fastcodec.batch import ColumnBatch
 
 __all__ = ["BatchDecoder"]
 
 _HEADER = len(MARKER) + 8
-_INT32 = (-(2**31), 2**31 - 1)
 
 
 class BatchDecoder:
@@ -58,11 +58,8 @@ class BatchDecoder:
         self.fields = flat_fields(codec.schema)
         self.double_names = tuple(f.name for f in self.fields if f.kind in ("double", "nullable_double"))
         self._header = MARKER + codec.fingerprint
-        split = len(self.fields)
-        while split and self.fields[split - 1].kind in FIXED_KINDS:
-            split -= 1
-        self._head, self._tail = self.fields[:split], self.fields[split:]
-        self._tail_layout = _TailLayout(self._tail, len(self.double_names))
+        self._head, tail = split_tail(self.fields)
+        self._tail = Tail(tail, len(self.double_names)) if tail else None
 
     def decode(self, values: Sequence[bytes | None]) -> ColumnBatch:
         """Decode *values*; every position ends in exactly one of ``index`` or ``rejects``."""
@@ -75,9 +72,9 @@ class BatchDecoder:
         rows = np.flatnonzero((lengths >= _HEADER) & (headers[starts] == self._header))
         reader = Reader(buf, starts[rows] + _HEADER, ends[rows])
         columns = Columns(len(rows), self.fields, self.double_names)
-        self._read(reader, self._head, columns, slice(None))
-        if self._tail:
-            self._read_tail(reader, columns)
+        columns.read(reader, self._head)
+        if self._tail is not None:
+            self._tail.read(reader, columns)
         ok = columns.compact(buf, ~reader.bad & (reader.pos == reader.end))
         fast = np.zeros(len(lengths), dtype=bool)
         fast[rows[ok]] = True
@@ -85,121 +82,17 @@ class BatchDecoder:
         resolved: list[tuple[int, dict[str, Any]]] = []
         for i in np.flatnonzero(~fast).tolist():
             try:
-                resolved.append((i, self.codec.decode(values[i])))  # type: ignore[arg-type]
+                resolved.append((i, self.codec.decode(values[i])))
             except DecodeError as exc:
                 rejects.append((i, exc))
         return columns.to_batch(rows[ok], resolved, rejects)
-
-    def _read(self, reader: Reader, fields: Sequence[Field], columns: Columns, at: Any) -> None:
-        """Read *fields* of every row of *reader* into *columns* rows *at*."""
-        for f in fields:
-            if f.kind == "string":
-                columns.spans[f.name][0][at], columns.spans[f.name][1][at] = reader.string()
-            elif f.kind in ("long", "int"):
-                value = reader.varint()
-                if f.kind == "int":
-                    reader.bad |= (value < _INT32[0]) | (value > _INT32[1])
-                columns.longs[f.name][at] = value
-            elif f.kind == "boolean":
-                columns.booleans[f.name][at] = reader.boolean()
-            else:
-                j = columns.column[f.name]
-                if f.kind == "double":
-                    columns.doubles[at, j] = reader.double()
-                else:
-                    columns.doubles[at, j], columns.nulls[at, j] = reader.nullable_double(
-                        f.null_byte, f.value_byte
-                    )
-
-    def _read_tail(self, reader: Reader, columns: Columns) -> None:
-        """Read the fixed-width tail of all-present rows in one step, the other rows field by field."""
-        layout = self._tail_layout
-        fits = np.flatnonzero(~reader.bad & (reader.end - reader.pos == layout.size))
-        if len(fits):
-            fits = self._read_full_tails(reader, fits, columns)
-        reader.pos[fits] = reader.end[fits]
-        rest = np.ones(len(reader.pos), dtype=bool)
-        rest[fits] = False
-        rest = np.flatnonzero(rest & ~reader.bad)
-        if len(rest):
-            sub = reader.subset(rest)
-            self._read(sub, self._tail, columns, rest)
-            reader.pos[rest], reader.bad[rest] = sub.pos, sub.bad
-
-
-    def _read_full_tails(self, reader: Reader, fits: np.ndarray, columns: Columns) -> np.ndarray:
-        """Read rows *fits* whose tails have the all-present layout; returns the rows read."""
-        layout = self._tail_layout
-        # A tail-sized opaque item at every byte offset: view[p] is the tail starting at byte p.
-        # Gathering opaque items is ~30x faster than gathering a structured dtype, which
-        # numpy copies field by field.
-        view = np.ndarray((len(reader.buf) - layout.size + 1,), layout.item, reader.buf, strides=(1,))
-        raw = view[reader.pos[fits]].view(np.uint8).reshape(len(fits), layout.size)
-        shaped = (raw[:, layout.branch_at] == layout.present).all(axis=1)
-        shaped &= (raw[:, layout.boolean_at] <= 1).all(axis=1)
-        if not shaped.all():
-            fits, raw = fits[shaped], raw[shaped]
-        at = slice(None) if len(fits) == len(reader.pos) else fits
-        for column, offset, count, step in layout.double_runs:
-            # Evenly spaced doubles are one strided view of the gathered tails.
-            values = np.ndarray((len(fits), count), "<f8", raw, offset, (layout.size, step))
-            columns.doubles[at, column : column + count] = values
-        for name, offset in zip(layout.boolean_names, layout.boolean_at.tolist(), strict=True):
-            columns.booleans[name][at] = raw[:, offset] == 1
-        return fits
-
-
-class _TailLayout:
-    """Byte offsets in the all-present encoding of the trailing fixed-width fields.
-
-    Present nullable doubles are a branch byte then 8 bytes, doubles 8 bytes and
-    booleans one byte, so every record whose tail has this shape has the same size.
-    The tail's doubles are the last columns of the doubles matrix, in order.
-    """
-
-    def __init__(self, tail: Sequence[Field], n_doubles: int) -> None:
-        branch_at, present, double_at, boolean_at, boolean_names = [], [], [], [], []
-        offset = 0
-        for f in tail:
-            if f.kind == "boolean":
-                boolean_at.append(offset)
-                boolean_names.append(f.name)
-                offset += 1
-                continue
-            if f.kind == "nullable_double":
-                branch_at.append(offset)
-                present.append(f.value_byte)
-                offset += 1
-            double_at.append(offset)
-            offset += 8
-        self.size = offset
-        self.item = np.dtype((np.void, max(offset, 1)))
-        self.branch_at = np.array(branch_at, np.intp)
-        self.present = np.array(present, np.uint8)
-        self.boolean_at = np.array(boolean_at, np.intp)
-        self.boolean_names = tuple(boolean_names)
-        self.double_runs = _runs(double_at, n_doubles - len(double_at))
-
-
-def _runs(offsets: list[int], first_column: int) -> list[tuple[int, int, int, int]]:
-    """Split *offsets* into evenly spaced runs: ``(first column, offset, count, step)`` each."""
-    runs: list[tuple[int, int, int, int]] = []
-    i = 0
-    while i < len(offsets):
-        step = offsets[i + 1] - offsets[i] if i + 1 < len(offsets) else 8
-        count = 1
-        while i + count < len(offsets) and offsets[i + count] - offsets[i + count - 1] == step:
-            count += 1
-        runs.append((first_column + i, offsets[i], count, step))
-        i += count
-    return runs
 
 
 def _join(values: Sequence[bytes | None]) -> tuple[bytes, np.ndarray]:
     """All values back to back (then :data:`PAD`) and each one's length."""
     try:
-        joined = b"".join([*values, PAD])
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
+        joined = b"".join([*values, PAD])  # type: ignore[list-item]
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))  # type: ignore[arg-type]
         if int(lengths.sum()) + len(PAD) == len(joined):
             return joined, lengths
     except TypeError:

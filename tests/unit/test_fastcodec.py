@@ -26,17 +26,17 @@ TIMESTAMPS = st.one_of(LONGS, st.integers(1_500_000_000_000, 1_900_000_000_000))
 DOUBLES = st.floats()
 FLAT_SCHEMAS = ("Actual", "Alert", "SensorReading")
 
-#: Every kind the batch decoder reads: a double and a long in the head, a tail of a
-#: boolean, a nullable double with null second, a double and a boolean.
+#: Every kind the batch decoder reads: a boolean, an int and a double in the head, a
+#: tail of a nullable double with null second, a double and a boolean.
 KINDS = {
     "type": "record",
     "name": "Kinds",
     "fields": [
         {"name": "s", "type": "string"},
+        {"name": "flag", "type": "boolean"},
         {"name": "i", "type": "int"},
         {"name": "d0", "type": "double"},
         {"name": "t", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-        {"name": "flag", "type": "boolean"},
         {"name": "d1", "type": ["double", "null"]},
         {"name": "d2", "type": "double"},
         {"name": "ok", "type": "boolean"},
@@ -115,6 +115,22 @@ def _detail(exc: DecodeError) -> str:
     return re.sub(r"0x[0-9a-f]+", "0x?", exc.detail)
 
 
+class _Counting(Codec):
+    """A codec that counts how often the fast paths fall back to it."""
+
+    def __init__(self, schema: dict[str, Any], writers: Sequence[dict[str, Any]] = ()) -> None:
+        super().__init__(schema, writers)
+        self.encoded = self.decoded = 0
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        self.encoded += 1
+        return super().encode(record)
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        self.decoded += 1
+        return super().decode(data)
+
+
 def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
     try:
         return "ok", fn(*args)
@@ -159,11 +175,11 @@ def _sensor_codec() -> Codec:
     return Codec(load_schema("SensorReading"), writers=[_v1_sensor_reading()])
 
 
-def _reading(cycle: int = 7, **sensors: float | None) -> dict[str, Any]:
+def _reading(cycle: int = 7, **overrides: Any) -> dict[str, Any]:
     record: dict[str, Any] = {"event_id": f"run-rig-001-{cycle}", "rig_id": "rig-001", "cycle": cycle}
     record["event_time"] = 1_718_000_000_000 + cycle
     names = [f["name"] for f in load_schema("SensorReading")["fields"][4:]]
-    return record | {name: 100.0 + j for j, name in enumerate(names)} | sensors
+    return record | {name: 100.0 + j for j, name in enumerate(names)} | overrides
 
 
 # --- encoder -------------------------------------------------------------------------------
@@ -171,13 +187,16 @@ def _reading(cycle: int = 7, **sensors: float | None) -> dict[str, Any]:
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
 def test_compiled_encoder_writes_the_codecs_bytes_for_every_schema(name: str) -> None:
-    codec = Codec(load_schema(name))
+    codec = _Counting(load_schema(name))
     encode = compile_encoder(codec)
 
     @settings(max_examples=200, deadline=None)
     @given(_strategy(codec.schema))
     def same_bytes(record: dict[str, Any]) -> None:
-        assert encode(record) == codec.encode(record)
+        fast = encode(record)
+        assert codec.encoded == 0, "a record of the schema's own types took the fallback"
+        assert fast == codec.encode(record)
+        codec.encoded = 0
 
     same_bytes()
 
@@ -186,13 +205,16 @@ def test_compiled_encoder_writes_the_codecs_bytes_for_every_schema(name: str) ->
 def test_compiled_encoder_writes_the_codecs_bytes_for_unions_arrays_and_nested_records(
     schema: dict[str, Any],
 ) -> None:
-    codec = Codec(schema)
+    codec = _Counting(schema)
     encode = compile_encoder(codec)
 
     @settings(max_examples=200, deadline=None)
     @given(_strategy(schema))
     def same_bytes(record: dict[str, Any]) -> None:
-        assert encode(record) == codec.encode(record)
+        fast = encode(record)
+        assert codec.encoded == 0, "a record of the schema's own types took the fallback"
+        assert fast == codec.encode(record)
+        codec.encoded = 0
 
     same_bytes()
 
@@ -203,12 +225,14 @@ ODD_VALUES = st.one_of(
     st.integers(-(2**70), 2**70),
     st.floats(),
     st.sampled_from(["1.5", "NaN", b"bytes", (), ("a",), [], ["a"], {}, {"3": 1}, np.float64(2.5), 3.0]),
+    st.sampled_from([np.int64(5), np.int64(2**62), np.int64(-(2**63)), np.int32(-7), np.uint64(2**63)]),
+    st.sampled_from([np.True_, np.float32(1.5)]),
 )
 
 
-@pytest.mark.parametrize("name", ["Prediction", "SensorReading", "MetricWindow"])
+@pytest.mark.parametrize("name", ["Prediction", "SensorReading", "MetricWindow", "Kinds", "Nested"])
 def test_compiled_encoder_writes_or_fails_like_the_codec_on_values_of_the_wrong_type(name: str) -> None:
-    codec = Codec(load_schema(name))
+    codec = Codec({"Kinds": KINDS, "Nested": NESTED}.get(name) or load_schema(name))
     encode = compile_encoder(codec)
     fields = [f["name"] for f in codec.schema["fields"]]
 
@@ -219,6 +243,40 @@ def test_compiled_encoder_writes_or_fails_like_the_codec_on_values_of_the_wrong_
         assert _outcome(encode, record) == _outcome(codec.encode, record)
 
     same_outcome()
+
+
+def test_numpy_integers_in_long_fields_take_the_fast_path_and_write_the_codecs_bytes() -> None:
+    codec = _Counting(load_schema("Prediction"))
+    encode = compile_encoder(codec)
+    record = {
+        "event_id": "e",
+        "rig_id": "r",
+        "cycle": np.int64(12),  # as taken from a BatchDecoder column
+        "event_time": np.int64(1_718_000_000_000),
+        "model_name": "m",
+        "model_version": "1",
+        "probabilities": {"3": 0.25, "20": 0.5, "100": 0.25},
+        "predicted_label": "20",
+        "confidence": np.float64(0.5),
+        "scored_time": True,  # fastavro writes a bool as 1 in a plain long
+    }
+    fast = encode(record)
+    assert codec.encoded == 0
+    assert fast == codec.encode(record)
+
+
+def test_a_bool_in_a_nullable_long_fails_like_the_codec() -> None:
+    codec = Codec(NESTED)
+    record: dict[str, Any] = {
+        "n": True,
+        "i": None,
+        "tags": {},
+        "inner": {"x": 1.0, "on": False},
+        "inners": [],
+    }
+    assert (
+        _outcome(compile_encoder(codec), record) == _outcome(codec.encode, record) == ("raises", ValueError)
+    )
 
 
 def test_compiled_encoder_fails_naming_a_missing_required_field_like_the_codec() -> None:
@@ -255,49 +313,57 @@ def test_compiled_encoder_refuses_a_type_it_cannot_write_naming_the_field() -> N
 
 @pytest.mark.parametrize("name", FLAT_SCHEMAS)
 def test_batch_decoder_equals_codec_decode_for_flat_schemas(name: str) -> None:
-    codec = Codec(load_schema(name))
+    codec = _Counting(load_schema(name))
     decoder = BatchDecoder(codec)
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(_strategy(codec.schema), max_size=12))
     def same_records(records: list[dict[str, Any]]) -> None:
-        _assert_matches_codec(decoder, [codec.encode(r) for r in records])
+        values = [codec.encode(r) for r in records]
+        decoder.decode(values)
+        assert codec.decoded == 0, "a record of the current schema took the fallback"
+        _assert_matches_codec(decoder, values)
+        codec.decoded = 0
 
     same_records()
 
 
 def test_batch_decoder_reads_every_kind_and_a_null_second_union() -> None:
-    codec = Codec(KINDS)
+    codec = _Counting(KINDS)
     decoder = BatchDecoder(codec)
     assert decoder.double_names == ("d0", "d1", "d2")
 
     @settings(max_examples=150, deadline=None)
     @given(st.lists(_strategy(KINDS), max_size=12))
     def same_records(records: list[dict[str, Any]]) -> None:
-        batch = decoder.decode([codec.encode(r) for r in records])
+        values = [codec.encode(r) for r in records]
+        batch = decoder.decode(values)
+        assert codec.decoded == 0, "a record of the current schema took the fallback"
         assert batch.booleans["ok"].dtype == bool
         assert batch.longs["i"].dtype == np.int64
-        _assert_matches_codec(decoder, [codec.encode(r) for r in records])
+        _assert_matches_codec(decoder, values)
+        codec.decoded = 0
 
     same_records()
 
 
 def _corrupt(data: st.DataObject, good: bytes) -> bytes:
     """Damage *good* the way a broken producer or a bit flip would."""
-    how = data.draw(st.sampled_from(["truncate", "append", "flip", "insert", "delete"]))
+    how = data.draw(st.sampled_from(["truncate", "append", "flip", "flip", "insert", "delete"]))
     at = data.draw(st.integers(0, len(good) - 1))
     if how == "truncate":
         return good[:at]
     if how == "append":
         return good + data.draw(st.binary(min_size=1, max_size=12))
     if how == "flip":
-        return good[:at] + bytes([data.draw(st.integers(0, 255))]) + good[at + 1 :]
+        byte = data.draw(st.sampled_from([0, 1, 2, 3, 0x7F, 0x80, 0xFF]) | st.integers(0, 255))
+        return good[:at] + bytes([byte]) + good[at + 1 :]
     if how == "insert":
         return good[:at] + data.draw(st.binary(min_size=1, max_size=4)) + good[at:]
     return good[:at] + good[at + 1 :]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_mixed_batches_end_per_index_as_codec_decode_says(data: st.DataObject) -> None:
     codec = _sensor_codec()
@@ -327,8 +393,40 @@ def test_mixed_batches_end_per_index_as_codec_decode_says(data: st.DataObject) -
     _assert_matches_codec(BatchDecoder(codec), values)
 
 
+@pytest.mark.parametrize("name", ["Kinds", "Alert"])
+def test_corrupted_records_end_as_codec_decode_says(name: str) -> None:
+    schema = KINDS if name == "Kinds" else load_schema(name)
+    codec = Codec(schema)
+    decoder = BatchDecoder(codec)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.data(), st.lists(_strategy(schema), min_size=1, max_size=8))
+    def same_outcomes(data: st.DataObject, records: list[dict[str, Any]]) -> None:
+        values = [codec.encode(r) for r in records]
+        values += [_corrupt(data, v) for v in values]
+        _assert_matches_codec(decoder, values)
+
+    same_outcomes()
+
+
+@pytest.mark.parametrize(
+    "varint",
+    [
+        b"\x80" * 9 + b"\x01",  # 10 bytes, bit 63 set: the largest a long may take
+        b"\xff" * 9 + b"\x7f",  # 10 bytes overflowing 64 bits
+        b"\x81" + b"\x80" * 8 + b"\x02",
+        b"\x80" * 10 + b"\x00",  # 11 bytes
+        b"\x80\x00",  # zero, not in its shortest form
+    ],
+)
+def test_overlong_and_overflowing_varints_decode_as_the_codec_decodes_them(varint: bytes) -> None:
+    codec = Codec(load_schema("Actual"))
+    good = codec.encode({"event_id": "e", "rig_id": "r", "label": "3", "observed_time": 5})
+    _assert_matches_codec(BatchDecoder(codec), [good[:-1] + varint, good])
+
+
 def test_mixed_batch_outcomes_and_reasons_per_index() -> None:
-    codec = _sensor_codec()
+    codec = _Counting(load_schema("SensorReading"), writers=[_v1_sensor_reading()])
     v1 = Codec(_v1_sensor_reading())
     good = codec.encode(_reading(1))
     values = [
@@ -344,6 +442,7 @@ def test_mixed_batch_outcomes_and_reasons_per_index() -> None:
     ]
     batch = BatchDecoder(codec).decode(values)
 
+    assert codec.decoded == 6  # only the old writer's record and the rejects went one by one
     assert batch.index.tolist() == [0, 1, 2, 8]
     assert [(i, e.reason) for i, e in batch.rejects] == [
         (3, "not_single_object"),
@@ -398,11 +497,11 @@ def test_empty_batch_has_empty_columns() -> None:
     assert batch.strings["rig_id"] == []
 
 
-def test_large_batch_of_complete_readings_takes_the_columns_and_equals_the_codec() -> None:
-    codec = _sensor_codec()
+def test_large_batch_of_complete_readings_is_read_as_columns_and_equals_the_codec() -> None:
+    codec = _Counting(load_schema("SensorReading"))
     values = [codec.encode(_reading(cycle)) for cycle in range(0, 3000, 3)]
-    decoder = BatchDecoder(codec)
-    batch = decoder.decode(values)
+    batch = BatchDecoder(codec).decode(values)
+    assert codec.decoded == 0
     assert batch.index.tolist() == list(range(len(values)))
     assert batch.records() == [codec.decode(v) for v in values]
 
