@@ -43,8 +43,9 @@ def handle_batch(
     """
     started = time.perf_counter()
     scored = scorer.score([msg.value() for msg in batch], now_ms=int(time.time() * 1000))
+    predictions = topics.predictions
     for key, value in scored.outputs:
-        producer.produce(topics.predictions, value, key=key)
+        producer.produce(predictions, value, key=key)
     for reject in scored.rejects:
         msg = batch[reject.index]
         producer.produce(
