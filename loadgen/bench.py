@@ -28,7 +28,7 @@ from rigwatch.kafka import ReliableProducer, TopicReader, create_topics, delete_
 from rigwatch.schemas import Codecs
 from rigwatch.tail import decode_any
 
-__all__ = ["BenchOptions", "run_scorer_bench"]
+__all__ = ["BenchOptions", "markdown", "run_scorer_bench", "summary"]
 
 #: Worker name -> (command after ``python -m``, processes).
 WORKERS: dict[str, tuple[list[str], int]] = {
@@ -78,8 +78,8 @@ class _Proc:
 
 
 class _Bench:
-    def __init__(self, settings: Settings, options: BenchOptions, say: Callable[[str], None]) -> None:
-        self.settings, self.options, self.say = settings, options, say
+    def __init__(self, settings: Settings, options: BenchOptions) -> None:
+        self.settings, self.options = settings, options
         self.bootstrap = settings.bootstrap or ""
         self.logs = options.out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -217,7 +217,14 @@ class _Bench:
         }
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def summary(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements.
+
+    Examples
+    --------
+    >>> summary([3.0, 1.0, 2.0])
+    {'median': 2.0, 'min': 1.0, 'max': 3.0}
+    """
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
@@ -225,7 +232,7 @@ def run_scorer_bench(
     settings: Settings, dataset: Dataset, options: BenchOptions, say: Callable[[str], None] = print
 ) -> dict[str, Any]:
     """Run every measurement *options.repeats* times; write JSON and markdown; return the result."""
-    bench = _Bench(settings, options, say)
+    bench = _Bench(settings, options)
     codec = Codecs.load().sensor_reading
     say(f"encoding {options.events:,} readings from {dataset.source} ...")
     stream = ReadingStream(dataset, codec, run_id="bench", rigs=16, count=options.events, seed=7)
@@ -258,11 +265,11 @@ def run_scorer_bench(
         "options": {k: str(v) for k, v in options.__dict__.items()},
         "data": dataset.source,
         "throughput": {
-            name: {key: _summary([r[key] for r in rs]) for key in rs[0]} for name, rs in runs.items() if rs
+            name: {key: summary([r[key] for r in rs]) for key in rs[0]} for name, rs in runs.items() if rs
         },
-        "ratios": {k: _summary(v) for k, v in ratios.items() if v},
+        "ratios": {k: summary(v) for k, v in ratios.items() if v},
         "latency": {
-            name: {key: _summary([r[key] for r in rs]) for key in rs[0]} for name, rs in latency.items() if rs
+            name: {key: summary([r[key] for r in rs]) for key in rs[0]} for name, rs in latency.items() if rs
         },
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

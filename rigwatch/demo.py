@@ -80,8 +80,7 @@ def run_demo(settings: Settings, *, data: Path | None, rate: float, duration: fl
 class _View:
     """Counts and the last predictions (with their true label once it arrives)."""
 
-    def __init__(self, since_ms: int) -> None:
-        self.since_ms = since_ms
+    def __init__(self) -> None:
         self.started = time.monotonic()
         self.sent = self.predicted = self.dead = self.right = self.labelled = 0
         self.labels: dict[str, str] = {}
@@ -125,7 +124,7 @@ def _watch(
     duration: float | None,
     services: list[subprocess.Popen[bytes]],
 ) -> None:
-    topics, codecs, view = settings.topics, Codecs.load(), _View(since_ms)
+    topics, codecs, view = settings.topics, Codecs.load(), _View()
     predicted: dict[str, str] = {}
     watched = [topics.sensor_readings, topics.predictions, topics.actuals, topics.dlq]
     # From the beginning, keeping only this run's records: the stack may hold older ones.
