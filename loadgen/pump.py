@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from loadgen.readings import ReadingStream
+from loadgen.readings import ReadingStream, Shift, stepping_clock
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
 from rigwatch.kafka import ReliableProducer, StopFlag
@@ -33,6 +33,11 @@ class PumpOptions:
     bad_rate: float = 0.0
     seed: int = 0
     run_id: str | None = None
+    #: Simulated event time: readings stamped this many ms apart (None: the wall clock).
+    event_interval_ms: int | None = None
+    #: First simulated event time, epoch ms (None: now).
+    event_start_ms: int | None = None
+    shifts: tuple[Shift, ...] = ()
 
 
 @dataclass
@@ -89,6 +94,13 @@ def run_pump(
         bad_rate=options.bad_rate,
         label_coverage=options.label_coverage,
         seed=options.seed,
+        shifts=options.shifts,
+    )
+    simulated = options.event_interval_ms is not None
+    clock = (
+        stepping_clock(options.event_start_ms or _now_ms(), options.event_interval_ms or 0)
+        if simulated
+        else _now_ms
     )
     producer = ReliableProducer(endpoints(settings).bootstrap)
     pending: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
@@ -96,11 +108,18 @@ def run_pump(
     started = time.monotonic()
     deadline = started + options.duration if options.duration is not None else float("inf")
 
-    def send_due_actuals(now: float) -> None:
-        while pending and pending[0][0] <= now:
-            _, key, actual = pending.popleft()
+    # An Actual is due label_delay after its reading: in wall seconds, or in simulated
+    # event time (ms), where the clock is the last reading's event time.
+    sim_now = 0.0
+
+    def clock_now() -> float:
+        return sim_now if simulated else time.monotonic()
+
+    def send_due_actuals(until: float) -> None:
+        while pending and pending[0][0] <= until:
+            due, key, actual = pending.popleft()
             # The label is observed when it is sent: that is what label latency measures.
-            actual["observed_time"] = _now_ms()
+            actual["observed_time"] = int(due) if simulated else _now_ms()
             producer.produce(topics.actuals, codecs.actual.encode(actual), key=key)
             report.actuals += 1
 
@@ -113,7 +132,7 @@ def run_pump(
             f" actuals pending {len(pending)}"
         )
 
-    for seq, event in enumerate(stream.events(_now_ms)):
+    for seq, event in enumerate(stream.events(clock)):
         now = time.monotonic()
         if stop or now >= deadline:
             break
@@ -127,18 +146,20 @@ def run_pump(
             report.bad += 1
         else:
             report.readings += 1
+        if event.reading is not None:
+            sim_now = event.reading["event_time"]
         if event.label is not None and event.reading is not None:
-            actual = {
-                "event_id": event.reading["event_id"],
-                "rig_id": event.reading["rig_id"],
-                "label": event.label,
-                "observed_time": 0,
-            }
-            pending.append((time.monotonic() + options.label_delay, event.key, actual))
-        send_due_actuals(time.monotonic())
+            actual = {"event_id": event.reading["event_id"], "rig_id": event.reading["rig_id"]}
+            actual["label"] = event.label
+            delay = options.label_delay * 1000 if simulated else options.label_delay
+            pending.append((clock_now() + delay, event.key, actual))
+        send_due_actuals(clock_now())
         progress.show(status())
 
-    # Labels still owed are delivered on schedule, unless asked to stop.
+    # Labels still owed are delivered on schedule, unless asked to stop; simulated
+    # time simply moves on to them.
+    if simulated and not stop:
+        send_due_actuals(float("inf"))
     while pending and not stop:
         progress.show(status())
         stop.wait(min(0.1, max(0.0, pending[0][0] - time.monotonic())))

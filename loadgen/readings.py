@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,55 @@ from rigwatch.codec import MARKER, Codec
 from rigwatch.data import SENSOR_COLUMNS, Dataset
 from rigwatch.exceptions import ConfigError
 
-__all__ = ["BAD_KINDS", "PumpEvent", "ReadingStream"]
+__all__ = ["BAD_KINDS", "PumpEvent", "ReadingStream", "Shift", "stepping_clock"]
 
 #: Malformed records the pump can mix in, named by the reason the scorer reports.
 BAD_KINDS = ("not_single_object", "unknown_schema", "bad_body", "missing_field")
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A drift scenario: add *delta* to *sensor* in every reading from sequence number *start* on.
+
+    Examples
+    --------
+    >>> Shift.parse("tsb_temp=+2@1000")
+    Shift(sensor='tsb_temp', delta=2.0, start=1000)
+    """
+
+    sensor: str
+    delta: float
+    start: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Shift:
+        """``SENSOR=DELTA[@START]``, e.g. ``tsb_temp=+2@1000``."""
+        name, sep, rest = text.partition("=")
+        delta, _, start = rest.partition("@")
+        if not sep or name not in SENSOR_COLUMNS:
+            raise ConfigError(
+                f"shift={text!r}: expected SENSOR=DELTA[@START], SENSOR one of {', '.join(SENSOR_COLUMNS)}"
+            )
+        try:
+            return cls(name, float(delta), int(start) if start else 0)
+        except ValueError:
+            raise ConfigError(f"shift={text!r}: DELTA must be a number and START an integer") from None
+
+
+def stepping_clock(start_ms: int, interval_ms: int) -> Callable[[], int]:
+    """A simulated event-time clock: *start_ms*, then *interval_ms* later at every call.
+
+    Tests and scenarios drive event time with it, so twenty 30 s windows take
+    seconds, not ten minutes.
+
+    Examples
+    --------
+    >>> clock = stepping_clock(1000, 250)
+    >>> [clock(), clock(), clock()]
+    [1000, 1250, 1500]
+    """
+    ticks = itertools.count()
+    return lambda: start_ms + next(ticks) * interval_ms
 
 
 @dataclass(frozen=True)
@@ -61,6 +107,7 @@ class ReadingStream:
         bad_rate: float = 0.0,
         label_coverage: float = 1.0,
         seed: int = 0,
+        shifts: Sequence[Shift] = (),
     ) -> None:
         if order not in ("iid", "run"):
             raise ConfigError(f"order={order!r}: expected 'iid' or 'run'")
@@ -72,13 +119,14 @@ class ReadingStream:
         self.dataset, self.codec, self.run_id = dataset, codec, run_id
         self.order, self.rigs, self.count = order, rigs, count
         self.bad_rate, self.label_coverage = bad_rate, label_coverage
+        self.shifts = tuple(shifts)
         self._rng = np.random.default_rng(seed)
         self._bad_at: set[int] | None = None
         if count is not None:
             n_bad = round(count * bad_rate)
             self._bad_at = set(self._rng.choice(count, size=n_bad, replace=False).tolist())
 
-    def events(self, clock_ms: Any) -> Iterator[PumpEvent]:
+    def events(self, clock_ms: Callable[[], int]) -> Iterator[PumpEvent]:
         """Yield events; *clock_ms* is called for each reading's ``event_time``."""
         cycles = [0] * self.rigs
         n = len(self.dataset)
@@ -87,6 +135,9 @@ class ReadingStream:
             rig = seq % self.rigs
             row = int(self._rng.integers(n)) if self.order == "iid" else seq % n
             reading = self._reading(rig, cycles[rig], row, clock_ms())
+            for shift in self.shifts:
+                if seq >= shift.start and reading[shift.sensor] is not None:
+                    reading[shift.sensor] += shift.delta
             cycles[rig] += 1
             if self._is_bad(seq):
                 kind = BAD_KINDS[int(self._rng.integers(len(BAD_KINDS)))]

@@ -149,12 +149,28 @@ def pump(
     label_coverage: Annotated[float, typer.Option(min=0, max=1, help="Fraction of readings labelled.")] = 1.0,
     bad_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of malformed records.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of sampling, labels and malformed records.")] = 0,
+    event_interval_ms: Annotated[
+        int | None,
+        typer.Option(min=1, help="Simulated event time: stamp readings this many ms apart (default: now)."),
+    ] = None,
+    event_start_ms: Annotated[
+        int | None, typer.Option(help="First simulated event time, epoch ms (default: now).")
+    ] = None,
+    shift: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Drift scenario SENSOR=DELTA@START: add DELTA to SENSOR from reading START on "
+            "(e.g. tsb_temp=+2@1000); repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Publish real hydraulic cycles as SensorReadings, and their Actuals after a delay.
 
-    Without --count or --duration it runs until Ctrl-C.
+    Without --count or --duration it runs until Ctrl-C. With --event-interval-ms the readings
+    carry simulated event times, so hours of windows pass in seconds.
     """
     from loadgen.pump import PumpOptions, run_pump
+    from loadgen.readings import Shift
     from rigwatch.data import resolve_data
     from rigwatch.kafka import StopFlag
 
@@ -171,6 +187,9 @@ def pump(
             label_coverage=label_coverage,
             bad_rate=bad_rate,
             seed=seed,
+            event_interval_ms=event_interval_ms,
+            event_start_ms=event_start_ms,
+            shifts=tuple(Shift.parse(s) for s in shift or ()),
         )
         run_pump(Settings(), dataset, options, StopFlag().install())
     except RigwatchError as exc:

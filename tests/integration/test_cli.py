@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from streams import collect, service_env
 
+from rigwatch.data import SENSOR_COLUMNS, load_csv
+from rigwatch.schemas import Codecs
+
 pytestmark = pytest.mark.integration
 
 
@@ -52,3 +55,47 @@ def test_bad_option_is_named_in_the_error(settings, hydraulic_dir: Path) -> None
     result = _rigwatch(["pump", "--data", csv, "--count", "5", "--order", "shuffled"], service_env(settings))
     assert result.returncode == 2
     assert "order='shuffled'" in result.stderr
+
+
+def test_pump_in_simulated_event_time_with_a_shift(settings, hydraulic_dir: Path) -> None:
+    csv = str(hydraulic_dir / "hydraulic_cycles.csv")
+    args = [
+        "pump",
+        "--data",
+        csv,
+        "--count",
+        "20",
+        "--rate",
+        "0",
+        "--order",
+        "run",
+        "--label-delay",
+        "5",
+        "--event-interval-ms",
+        "1000",
+        "--event-start-ms",
+        "1700000000000",
+        "--shift",
+        "tsb_temp=+2@10",
+    ]
+    result = _rigwatch(args, service_env(settings))
+    assert result.returncode == 0, result.stderr
+    codecs = Codecs.load()
+    topics = settings.topics
+    readings = [
+        codecs.sensor_reading.decode(m.value())
+        for m in collect(settings.bootstrap, [topics.sensor_readings], lambda seen: len(seen) >= 20)
+    ]
+    actuals = {
+        a["event_id"]: a
+        for a in (
+            codecs.actual.decode(m.value())
+            for m in collect(settings.bootstrap, [topics.actuals], lambda seen: len(seen) >= 20)
+        )
+    }
+    readings.sort(key=lambda r: r["cycle"])
+    assert [r["event_time"] for r in readings] == [1_700_000_000_000 + 1000 * i for i in range(20)]
+    real = load_csv(hydraulic_dir / "hydraulic_cycles.csv").sensors[:20, SENSOR_COLUMNS.index("tsb_temp")]
+    shifted = [r["tsb_temp"] - x for r, x in zip(readings, real.tolist(), strict=True)]
+    assert shifted == pytest.approx([0.0] * 10 + [2.0] * 10)
+    assert all(actuals[r["event_id"]]["observed_time"] == r["event_time"] + 5000 for r in readings)

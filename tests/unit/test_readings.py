@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from loadgen.readings import BAD_KINDS, ReadingStream
+from loadgen.readings import BAD_KINDS, ReadingStream, Shift, stepping_clock
 from rigwatch.data import SENSOR_COLUMNS, Dataset
 from rigwatch.exceptions import ConfigError, DecodeError
 from rigwatch.schemas import Codecs
@@ -78,3 +78,26 @@ def test_bad_options_name_the_field(kwargs, field) -> None:
 def test_sensor_columns_are_all_on_the_wire() -> None:
     codec, events = _events(count=1)
     assert set(SENSOR_COLUMNS) <= set(codec.decode(events[0].value))
+
+
+def test_shift_adds_its_delta_from_its_start_on() -> None:
+    codec = Codecs.load().sensor_reading
+    stream = ReadingStream(
+        _dataset(), codec, run_id="s", order="run", count=6, shifts=[Shift.parse("tsb_temp=+2@3")]
+    )
+    readings = [codec.decode(e.value) for e in stream.events(lambda: 0)]
+    column = SENSOR_COLUMNS.index("tsb_temp")
+    assert [r["tsb_temp"] for r in readings] == [i * 17.0 + column + (2 if i >= 3 else 0) for i in range(6)]
+
+
+@pytest.mark.parametrize("text", ["nosuch=+2", "tsb_temp", "tsb_temp=abc", "tsb_temp=1@x"])
+def test_bad_shift_is_named(text: str) -> None:
+    with pytest.raises(ConfigError, match="shift="):
+        Shift.parse(text)
+
+
+def test_stepping_clock_drives_event_time() -> None:
+    codec = Codecs.load().sensor_reading
+    stream = ReadingStream(_dataset(), codec, run_id="c", count=4)
+    events = [codec.decode(e.value)["event_time"] for e in stream.events(stepping_clock(10_000, 500))]
+    assert events == [10_000, 10_500, 11_000, 11_500]
