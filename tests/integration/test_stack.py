@@ -69,3 +69,21 @@ def test_services_without_a_stack_say_how_to_get_one(tmp_path: Path) -> None:
     result = _rigwatch(["tail", "predictions", "--n", "1"], tmp_path)
     assert result.returncode == 2
     assert "rigwatch stack up" in result.stderr and "RIGWATCH_BOOTSTRAP" in result.stderr
+
+
+def test_configured_broker_and_redis_are_used_and_nothing_is_started(stack, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
+    env |= {
+        "RIGWATCH_RUN_DIR": str(tmp_path),
+        "RIGWATCH_TOPIC_PREFIX": "configured.",
+        "RIGWATCH_BOOTSTRAP": stack.bootstrap,
+        "RIGWATCH_REDIS_URL": stack.redis_url,
+    }
+    up = subprocess.run(
+        [sys.executable, "-m", "rigwatch", "stack", "up"], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert up.returncode == 0, up.stderr
+    assert stack.bootstrap in up.stdout
+    assert not (tmp_path / "stack.json").exists()
+    topics = AdminClient({"bootstrap.servers": stack.bootstrap}).list_topics(timeout=10).topics
+    assert "configured.predictions" in topics
