@@ -260,6 +260,11 @@ class TopicReader:
 
     Assigning partitions directly skips the group join, which costs seconds on
     the local broker. Use as a context manager.
+
+    ``from_beginning=False`` means "records produced from now on". The local broker
+    reports wrong end offsets (and offset 0 for a time with no record after it), so
+    the reader starts at the offset the broker gives for the current time, or the
+    end where it has none, and also drops records whose timestamp is older.
     """
 
     def __init__(self, bootstrap: str, topics: Sequence[str], *, from_beginning: bool = True) -> None:
@@ -272,14 +277,22 @@ class TopicReader:
                 "fetch.wait.max.ms": FETCH_WAIT_MS,
             }
         )
-        start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        assignment = []
+        self._since_ms = -1 if from_beginning else int(time.time() * 1000)
         try:
+            assignment = []
             for topic in topics:
                 metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
-                assignment += [TopicPartition(topic, p, start) for p in metadata.partitions]
+                assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+            if not from_beginning:
+                for tp in assignment:
+                    tp.offset = self._since_ms
+                found = self._consumer.offsets_for_times(assignment, timeout=10)
+                assignment = [
+                    TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+                    for tp in found
+                ]
         except BaseException:
             self._consumer.close()
             raise
@@ -287,7 +300,11 @@ class TopicReader:
 
     def poll(self, timeout: float = 0.1, max_messages: int = 500) -> list[Message]:
         """The next records (possibly none) within *timeout* seconds."""
-        return [m for m in self._consumer.consume(max_messages, timeout) if m.error() is None]
+        return [
+            m
+            for m in self._consumer.consume(max_messages, timeout)
+            if m.error() is None and m.timestamp()[1] >= self._since_ms
+        ]
 
     def close(self) -> None:
         self._consumer.close()
