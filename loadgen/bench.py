@@ -7,6 +7,7 @@ report gives medians with min–max and ratios taken within each repeat.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -16,15 +17,17 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import ReadingStream
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
-from rigwatch.kafka import ReliableProducer, TopicReader, create_topics, delete_topics
+from rigwatch.kafka import ReliableProducer, StopFlag, TopicReader, create_topics, delete_topics
 from rigwatch.schemas import Codecs
 from rigwatch.tail import decode_any
 
@@ -84,23 +87,20 @@ class _Bench:
         self.logs = options.out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
-    def fresh(self) -> Settings:
+    @contextmanager
+    def fresh_topics(self) -> Iterator[Settings]:
+        """Settings with new topics, deleted afterwards so the memory-only broker does not fill."""
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         settings = self.settings.model_copy(update={"topic_prefix": prefix})
         create_topics(self.bootstrap, settings.topics.all(), self.options.partitions)
-        return settings
+        try:
+            yield settings
+        finally:
+            delete_topics(self.bootstrap, settings.topics.all())
 
     def start(self, name: str, settings: Settings, group: str) -> list[_Proc]:
         module, count = WORKERS[name]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
-        env |= {
-            "RIGWATCH_BOOTSTRAP": self.bootstrap,
-            "RIGWATCH_REDIS_URL": settings.redis_url or "",
-            "RIGWATCH_TOPIC_PREFIX": settings.topic_prefix,
-            "RIGWATCH_MODEL_DIR": str(settings.model_dir.resolve()),
-            "RIGWATCH_SCORER_GROUP": group,
-            "RIGWATCH_SCORER_METRICS_PORT": "-1",
-        }
+        env = settings.to_env(RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="-1")
         procs = []
         for i in range(count):
             log = (self.logs / f"{name.replace(' ', '')}-{group}-{i}.log").open("wb")
@@ -109,11 +109,8 @@ class _Bench:
         return procs
 
     def throughput(self, name: str, encoded: list[tuple[str, bytes]]) -> dict[str, float]:
-        settings = self.fresh()
-        try:
+        with self.fresh_topics() as settings:
             return self._throughput(name, encoded, settings)
-        finally:
-            delete_topics(self.bootstrap, settings.topics.all())
 
     def _throughput(
         self, name: str, encoded: list[tuple[str, bytes]], settings: Settings
@@ -154,11 +151,8 @@ class _Bench:
         }
 
     def latency(self, name: str, dataset: Dataset) -> dict[str, float]:
-        settings = self.fresh()
-        try:
+        with self.fresh_topics() as settings:
             return self._latency(name, dataset, settings)
-        finally:
-            delete_topics(self.bootstrap, settings.topics.all())
 
     def _latency(self, name: str, dataset: Dataset, settings: Settings) -> dict[str, float]:
         codecs = Codecs.load()
@@ -178,18 +172,10 @@ class _Bench:
             # their latencies are not counted.
             warmup = int(self.options.rate * WARMUP_S)
             total = warmup + int(self.options.rate * self.options.duration)
-
-            def offer() -> None:
-                started = time.monotonic()
-                for i in range(total):
-                    ahead = started + i / self.options.rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
-                    event = next(events)
-                    producer.produce(settings.topics.sensor_readings, event.value, key=event.key)
-                producer.flush()
-
-            sender = threading.Thread(target=offer)
+            load = PumpOptions(rate=self.options.rate, count=total, rigs=16, label_coverage=0, seed=2)
+            sender = threading.Thread(
+                target=run_pump, args=(settings, dataset, load, StopFlag(), io.StringIO())
+            )
             sender.start()
             deadline = time.monotonic() + WARMUP_S + self.options.duration + 60
             seen = 0

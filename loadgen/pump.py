@@ -102,7 +102,9 @@ def run_pump(
         if simulated
         else _now_ms
     )
-    producer = ReliableProducer(endpoints(settings).bootstrap)
+    # A short linger: a reading's event time is stamped when it is queued, so time spent
+    # waiting to fill a producer batch would count as pipeline latency.
+    producer = ReliableProducer(endpoints(settings).bootstrap, **{"linger.ms": 1})
     pending: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
     progress = _Progress(out)
     started = time.monotonic()
@@ -149,8 +151,8 @@ def run_pump(
         if event.reading is not None:
             sim_now = event.reading["event_time"]
         if event.label is not None and event.reading is not None:
-            actual = {"event_id": event.reading["event_id"], "rig_id": event.reading["rig_id"]}
-            actual["label"] = event.label
+            reading = event.reading
+            actual = {"event_id": reading["event_id"], "rig_id": reading["rig_id"], "label": event.label}
             delay = options.label_delay * 1000 if simulated else options.label_delay
             pending.append((clock_now() + delay, event.key, actual))
         send_due_actuals(clock_now())

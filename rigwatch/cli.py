@@ -36,6 +36,11 @@ DataOption = Annotated[
 ]
 
 
+def _say(message: str) -> None:
+    """Progress for people, on stderr so stdout stays data (tail's JSON lines)."""
+    typer.echo(message, err=True)
+
+
 def _fail(exc: RigwatchError) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg="red")
     return typer.Exit(code=2)
@@ -175,8 +180,8 @@ def pump(
     from rigwatch.kafka import StopFlag
 
     try:
-        dataset = resolve_data(data, progress=lambda m: typer.echo(m, err=True))
-        typer.echo(f"data: {dataset.source} ({len(dataset)} cycles)", err=True)
+        dataset = resolve_data(data, progress=_say)
+        _say(f"data: {dataset.source} ({len(dataset)} cycles)")
         options = PumpOptions(
             rate=rate,
             count=count,
@@ -277,11 +282,11 @@ def bench_scorer(
         raise typer.BadParameter(f"unknown worker(s) {unknown}; expected some of {list(WORKERS)}")
     settings = Settings()
     try:
-        dataset = resolve_data(data, progress=lambda m: typer.echo(m, err=True))
+        dataset = resolve_data(data, progress=_say)
         # The model of the replayed data, trained afresh (0.2 s): the figures do not depend
         # on whichever package happens to be in RIGWATCH_MODEL_DIR.
         model_dir = train(dataset, num_threads=1).write(out / "model")
-        typer.echo(f"model: {model_dir} trained on {dataset.source}", err=True)
+        _say(f"model: {model_dir} trained on {dataset.source}")
         options = BenchOptions(
             events=events, repeats=repeats, rate=rate, duration=duration, out=out, workers=chosen
         )
@@ -289,6 +294,6 @@ def bench_scorer(
             bound = settings.model_copy(
                 update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
             )
-            run_scorer_bench(bound, dataset, options, say=lambda m: typer.echo(m, err=True))
+            run_scorer_bench(bound, dataset, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,24 @@ class Settings(BaseSettings):
     @property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+    def to_env(self, **extra: str) -> dict[str, str]:
+        """This process's environment with these settings, for a rigwatch child process.
+
+        Other ``RIGWATCH_*`` variables are dropped, so the child sees exactly these
+        settings plus *extra* (e.g. ``RIGWATCH_SCORER_GROUP``).
+        """
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
+        env |= {
+            "RIGWATCH_TOPIC_PREFIX": self.topic_prefix,
+            "RIGWATCH_RUN_DIR": str(self.run_dir.resolve()),
+            "RIGWATCH_MODEL_DIR": str(self.model_dir.resolve()),
+        }
+        if self.bootstrap:
+            env["RIGWATCH_BOOTSTRAP"] = self.bootstrap
+        if self.redis_url:
+            env["RIGWATCH_REDIS_URL"] = self.redis_url
+        return env | extra
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import signal
 import subprocess
 import sys
@@ -55,12 +54,8 @@ def run_demo(settings: Settings, *, data: Path | None, rate: float, duration: fl
         train_and_write(data, settings.model_dir, console=console)
     with running_stack(settings) as ends:
         console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
-        env = {
-            **os.environ,
-            "RIGWATCH_BOOTSTRAP": ends.bootstrap,
-            "RIGWATCH_REDIS_URL": ends.redis_url,
-            "RIGWATCH_MODEL_DIR": str(settings.model_dir),
-        }
+        bound = settings.model_copy(update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url})
+        env = bound.to_env()
         data_args = ["--data", str(data)] if data else []
         since_ms = int(time.time() * 1000)
         services = [
@@ -127,28 +122,26 @@ def _watch(
     topics, codecs, view = settings.topics, Codecs.load(), _View()
     predicted: dict[str, str] = {}
     watched = [topics.sensor_readings, topics.predictions, topics.actuals, topics.dlq]
-    # From the beginning, keeping only this run's records: the stack may hold older ones.
+    # Only this run's records: the stack may hold older ones.
     with (
-        TopicReader(bootstrap, watched) as reader,
+        TopicReader(bootstrap, watched, since_ms=since_ms) as reader,
         Live(console=console, refresh_per_second=4) as live,
     ):
         while not stop:
             for msg in reader.poll(0.2):
                 topic, value = msg.topic(), msg.value()
                 if topic == topics.dlq:
-                    view.dead += msg.timestamp()[1] >= since_ms
+                    view.dead += 1
                 elif topic == topics.sensor_readings:
-                    # The broker timestamp counts malformed readings too.
-                    view.sent += msg.timestamp()[1] >= since_ms
+                    view.sent += 1
                 elif topic == topics.predictions:
                     p = codecs.prediction.decode(value)
-                    if p["event_time"] >= since_ms:
-                        view.predicted += 1
-                        view.recent.append(p)
-                        predicted[p["event_id"]] = p["predicted_label"]
+                    view.predicted += 1
+                    view.recent.append(p)
+                    predicted[p["event_id"]] = p["predicted_label"]
                 else:
                     a = codecs.actual.decode(value)
-                    if a["observed_time"] >= since_ms and a["event_id"] in predicted:
+                    if a["event_id"] in predicted:
                         view.remember(a["event_id"], a["label"])
                         view.labelled += 1
                         view.right += predicted.pop(a["event_id"]) == a["label"]

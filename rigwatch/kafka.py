@@ -261,13 +261,14 @@ class TopicReader:
     Assigning partitions directly skips the group join, which costs seconds on
     the local broker. Use as a context manager.
 
-    ``from_beginning=False`` means "records produced from now on". The local broker
-    reports wrong end offsets (and offset 0 for a time with no record after it), so
-    the reader starts at the offset the broker gives for the current time, or the
-    end where it has none, and also drops records whose timestamp is older.
+    ``since_ms`` (epoch ms) means "records produced from then on"; None reads
+    everything. The local broker reports wrong end offsets (and offset 0 for a time
+    with no record after it), so the reader starts at the offset the broker gives for
+    that time, or the end where it has none, and also drops records whose timestamp
+    is older.
     """
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], *, from_beginning: bool = True) -> None:
+    def __init__(self, bootstrap: str, topics: Sequence[str], *, since_ms: int | None = None) -> None:
         self._consumer = Consumer(
             {
                 "bootstrap.servers": bootstrap,
@@ -277,7 +278,7 @@ class TopicReader:
                 "fetch.wait.max.ms": FETCH_WAIT_MS,
             }
         )
-        self._since_ms = -1 if from_beginning else int(time.time() * 1000)
+        self._since_ms = -1 if since_ms is None else since_ms
         try:
             assignment = []
             for topic in topics:
@@ -285,7 +286,7 @@ class TopicReader:
                 if metadata.error is not None:
                     raise KafkaException(metadata.error)
                 assignment += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-            if not from_beginning:
+            if since_ms is not None:
                 for tp in assignment:
                     tp.offset = self._since_ms
                 found = self._consumer.offsets_for_times(assignment, timeout=10)
@@ -325,7 +326,8 @@ def read_topics(
     stop: StopFlag | None = None,
 ) -> Iterator[Message]:
     """Yield the records of *topics* until *idle_timeout* seconds pass without one, or *stop*."""
-    with TopicReader(bootstrap, topics, from_beginning=from_beginning) as reader:
+    since_ms = None if from_beginning else int(time.time() * 1000)
+    with TopicReader(bootstrap, topics, since_ms=since_ms) as reader:
         last = time.monotonic()
         while not stop:
             messages = reader.poll()

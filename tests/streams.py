@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 
 import pytest
 from confluent_kafka import Message
 
-from rigwatch.config import Settings
 from rigwatch.kafka import TopicReader
-
-
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment for a rigwatch process that uses *settings*."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
-    env |= {
-        "RIGWATCH_BOOTSTRAP": settings.bootstrap or "",
-        "RIGWATCH_REDIS_URL": settings.redis_url or "",
-        "RIGWATCH_TOPIC_PREFIX": settings.topic_prefix,
-        "RIGWATCH_MODEL_DIR": str(settings.model_dir),
-    }
-    return env | extra
 
 
 def collect(

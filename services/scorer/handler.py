@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -106,12 +106,12 @@ class Scorer:
         x, missing = feature_matrix(batch.doubles[rows], self._feature_columns(batch))
         proba = self.model.predict_proba(x)
         best = proba.argmax(axis=1)
-        flagged = set(np.flatnonzero(missing.any(axis=1)).tolist())
+        any_missing = cast(list[bool], missing.any(axis=1).tolist())
         features, classes, encode = self.model.features, self.model.classes, self._encode
         event_ids, rig_ids = batch.strings["event_id"], batch.strings["rig_id"]
         cycles, times = batch.longs["cycle"].tolist(), batch.longs["event_time"].tolist()
         for i, (row, probs, top) in enumerate(zip(rows.tolist(), proba.tolist(), best.tolist(), strict=True)):
-            flags = [f"missing:{features[j]}" for j in np.flatnonzero(missing[i])] if i in flagged else []
+            flags = [f"missing:{features[j]}" for j in np.flatnonzero(missing[i])] if any_missing[i] else []
             rig_id = rig_ids[row]
             prediction = {
                 "event_id": event_ids[row],
@@ -135,16 +135,13 @@ class Scorer:
     def _valid_rows(self, batch: ColumnBatch, out: ScoredBatch) -> np.ndarray:
         """Rows with both ids; the others become ``missing_field`` rejects."""
         ok = np.ones(len(batch), dtype=bool)
-        for name in REQUIRED_IDS:
-            column = batch.strings[name]
-            for row in (r for r in range(len(batch)) if not column[r]):
-                if ok[row]:
-                    ok[row] = False
-                    record = batch.record(row)
-                    detail = ", ".join(f"{f}={record[f]!r}" for f in REQUIRED_IDS if not record[f])
-                    out.rejects.append(
-                        Reject(int(batch.index[row]), "missing_field", f"expected non-empty {detail}")
-                    )
+        columns = [batch.strings[name] for name in REQUIRED_IDS]
+        for row, ids in enumerate(zip(*columns, strict=True)):
+            if all(ids):
+                continue
+            ok[row] = False
+            detail = ", ".join(f"{name}={v!r}" for name, v in zip(REQUIRED_IDS, ids, strict=True) if not v)
+            out.rejects.append(Reject(int(batch.index[row]), "missing_field", f"expected non-empty {detail}"))
         return np.flatnonzero(ok)
 
     def _feature_columns(self, batch: ColumnBatch) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from streams import SeenIds, collect, service_env
+from streams import SeenIds, collect
 
 from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import BAD_KINDS
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _scorer(spawn, settings, group: str, metrics_port: int = 0):
-    env = service_env(settings, RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT=str(metrics_port))
+    env = settings.to_env(RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT=str(metrics_port))
     return spawn(["scorer"], env)
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from streams import collect, service_env
+from streams import collect
 
 from rigwatch.data import SENSOR_COLUMNS, load_csv
 from rigwatch.schemas import Codecs
@@ -40,7 +40,7 @@ def test_train_writes_a_package_and_prints_its_metrics(tmp_path: Path, hydraulic
 def test_pump_publishes_readings_and_their_actuals(settings, hydraulic_dir: Path) -> None:
     csv = str(hydraulic_dir / "hydraulic_cycles.csv")
     args = ["pump", "--data", csv, "--count", "30", "--rate", "0", "--label-delay", "0", "--rigs", "2"]
-    result = _rigwatch(args, service_env(settings))
+    result = _rigwatch(args, settings.to_env())
     assert result.returncode == 0, result.stderr
     assert "sent 30/30" in result.stderr
     topics = settings.topics
@@ -52,7 +52,7 @@ def test_pump_publishes_readings_and_their_actuals(settings, hydraulic_dir: Path
 
 def test_bad_option_is_named_in_the_error(settings, hydraulic_dir: Path) -> None:
     csv = str(hydraulic_dir / "hydraulic_cycles.csv")
-    result = _rigwatch(["pump", "--data", csv, "--count", "5", "--order", "shuffled"], service_env(settings))
+    result = _rigwatch(["pump", "--data", csv, "--count", "5", "--order", "shuffled"], settings.to_env())
     assert result.returncode == 2
     assert "order='shuffled'" in result.stderr
 
@@ -78,7 +78,7 @@ def test_pump_in_simulated_event_time_with_a_shift(settings, hydraulic_dir: Path
         "--shift",
         "tsb_temp=+2@10",
     ]
-    result = _rigwatch(args, service_env(settings))
+    result = _rigwatch(args, settings.to_env())
     assert result.returncode == 0, result.stderr
     codecs = Codecs.load()
     topics = settings.topics

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from streams import service_env
 
 from rigwatch.kafka import ReliableProducer
 from rigwatch.schemas import Codecs
@@ -42,7 +41,7 @@ def test_tail_prints_records_and_dlq_headers_as_json_lines(settings) -> None:
                 "--timeout",
                 "20",
             ],
-            env=service_env(settings),
+            env=settings.to_env(),
             capture_output=True,
             text=True,
             timeout=60,

@@ -19,7 +19,7 @@ def test_reader_from_now_sees_only_new_records(settings) -> None:
     producer.flush()
     time.sleep(0.01)  # timestamps are milliseconds: the new records must be strictly later
 
-    with TopicReader(settings.bootstrap, [topic], from_beginning=False) as reader:
+    with TopicReader(settings.bootstrap, [topic], since_ms=int(time.time() * 1000)) as reader:
         for i in range(5):
             producer.produce(topic, b"new-%d" % i, key=f"k{i}")
         producer.flush()
