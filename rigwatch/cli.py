@@ -143,6 +143,50 @@ def scorer(
 
 
 @app.command()
+def drift(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model package whose reference profile is compared. Default: RIGWATCH_MODEL_DIR."),
+    ] = None,
+    window_ms: Annotated[int | None, typer.Option(min=100, help="Tumbling window length, event time. Default 30000.")] = None,
+    lateness_ms: Annotated[
+        int | None, typer.Option(min=0, help="How late a record may be and still count. Default 5000.")
+    ] = None,
+    min_count: Annotated[
+        int | None, typer.Option(min=1, help="Fewer records in a window: counts only, no verdict. Default 30.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9465.")
+    ] = None,
+) -> None:
+    """Window readings and predictions in event time and publish drift MetricWindows to rig.metrics.
+
+    A faust worker: start more with the same RIGWATCH_DRIFT_GROUP to share partitions; windows live
+    in Redis, so they survive restarts. Other settings (RIGWATCH_DRIFT_IDLE_MS, _BATCH_MAX, ...) come
+    from the environment.
+    """
+    from services.drift.app import run
+    from services.drift.config import DriftSettings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "model_dir": model,
+            "window_ms": window_ms,
+            "lateness_ms": lateness_ms,
+            "min_count": min_count,
+            "metrics_port": metrics_port,
+        }.items()
+        if v is not None
+    }
+    try:
+        code = run(Settings(), DriftSettings(**overrides))
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+@app.command()
 def pump(
     data: DataOption = None,
     rate: Annotated[float, typer.Option(min=0, help="Readings per second (0: as fast as possible).")] = 100.0,

@@ -1,0 +1,226 @@
+"""Window state as additive counts: what a batch adds, and what a closed window holds.
+
+The drift processor never keeps raw events. Every record adds to fixed-size
+count vectors per window and subject (histogram bins, missing and
+out-of-range counts, sums), so the state of a window is the sum of its
+batches' contributions: batches from any partition or worker merge by
+addition (Redis ``HINCRBY``), and the statistics are computed once, from the
+totals, when the window closes.
+
+A :class:`DriftLayout` names every slot. Integer slots are hash fields
+``"<index>"``, float slots ``"f<index>"``, so one Redis hash holds a window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from rigwatch.drift.profile import DriftProfile
+
+__all__ = ["DriftLayout", "WindowTotals"]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def _bins(x: FloatArray, edges: FloatArray) -> IntArray:
+    """Bin index per value under the reference rule (right-closed), feature by feature."""
+    out = np.empty(x.shape, dtype=np.int64)
+    for j in range(x.shape[1]):
+        out[:, j] = np.searchsorted(edges[j], x[:, j], side="left")
+    return out
+
+
+@dataclass(frozen=True)
+class WindowTotals:
+    """Everything a closed window holds, as arrays (features on axis 0)."""
+
+    readings: int
+    coarse: IntArray
+    fine: IntArray
+    fine_sums: FloatArray
+    missing: IntArray
+    below: IntArray
+    above: IntArray
+    sums: FloatArray
+    predictions: int
+    classes: IntArray
+    confidence: IntArray
+    confidence_sum: float
+    other_version: int
+
+    @property
+    def present(self) -> IntArray:
+        """Non-missing values per feature."""
+        return self.readings - self.missing
+
+
+class DriftLayout:
+    """Slot layout of one window's counts for a :class:`DriftProfile`.
+
+    Integer slots: readings, coarse (PSI) bins, fine (KS / Wasserstein) bins,
+    missing, below and above the training range, per feature; predictions,
+    predicted-class counts, confidence bins, predictions of another model
+    version. Float slots: value sums per feature and per fine bin, confidence sum.
+    """
+
+    def __init__(self, profile: DriftProfile) -> None:
+        self.profile = profile
+        n_feat = len(profile.features)
+        self.n_features = n_feat
+        self.k_coarse = profile.coarse_edges.shape[1] + 1
+        self.k_fine = profile.fine_edges.shape[1] + 1
+        self.k_conf = len(profile.confidence_edges) - 1
+        self.n_classes = len(profile.classes)
+        sizes = {
+            "readings": 1,
+            "coarse": n_feat * self.k_coarse,
+            "fine": n_feat * self.k_fine,
+            "missing": n_feat,
+            "below": n_feat,
+            "above": n_feat,
+            "predictions": 1,
+            "classes": self.n_classes,
+            "confidence": self.k_conf,
+            "other_version": 1,
+        }
+        self.int_slots = self._offsets(sizes)
+        self.float_slots = self._offsets(
+            {"sums": n_feat, "fine_sums": n_feat * self.k_fine, "confidence_sum": 1}
+        )
+        self.n_int = sum(sizes.values())
+        self.n_float = n_feat + n_feat * self.k_fine + 1
+        self._int_names = [str(i) for i in range(self.n_int)]
+        self._float_names = [f"f{i}" for i in range(self.n_float)]
+
+    @staticmethod
+    def _offsets(sizes: Mapping[str, int]) -> dict[str, slice]:
+        out, at = {}, 0
+        for name, size in sizes.items():
+            out[name] = slice(at, at + size)
+            at += size
+        return out
+
+    # ------------------------------------------------------------ batch -> counts
+
+    def readings(self, x: npt.ArrayLike, groups: npt.ArrayLike, n_groups: int) -> tuple[IntArray, FloatArray]:
+        """Counts a batch of readings adds to each of ``n_groups`` windows.
+
+        Parameters
+        ----------
+        x
+            ``(n, F)`` features in model order, ``NaN`` where missing.
+        groups
+            ``(n,)`` group (window and subject) of each row, in ``[0, n_groups)``.
+
+        Returns
+        -------
+        tuple
+            ``(ints (n_groups, n_int), floats (n_groups, n_float))``.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        g = np.asarray(groups, dtype=np.int64)
+        p = self.profile
+        n, n_feat = x.shape
+        present = ~np.isnan(x)
+        feat = np.arange(n_feat)
+        row = (g * self.n_int)[:, None]
+        s = self.int_slots
+        coarse = row + s["coarse"].start + feat * self.k_coarse + _bins(x, p.coarse_edges)
+        fine_bin = _bins(x, p.fine_edges)
+        fine = row + s["fine"].start + feat * self.k_fine + fine_bin
+        per_feature = row + feat
+        index = np.concatenate(
+            [
+                g * self.n_int + s["readings"].start,
+                coarse[present],
+                fine[present],
+                (per_feature + s["missing"].start)[~present],
+                (per_feature + s["below"].start)[present & (x < p.low)],
+                (per_feature + s["above"].start)[present & (x > p.high)],
+            ]
+        )
+        ints = np.bincount(index, minlength=n_groups * self.n_int).reshape(n_groups, self.n_int)
+        f = self.float_slots
+        frow = (g * self.n_float)[:, None]
+        findex = np.concatenate(
+            [
+                (frow + f["sums"].start + feat)[present],
+                (frow + f["fine_sums"].start + feat * self.k_fine + fine_bin)[present],
+            ]
+        )
+        values = np.concatenate([x[present], x[present]])
+        floats = np.bincount(findex, weights=values, minlength=n_groups * self.n_float)
+        return ints.astype(np.int64), floats.reshape(n_groups, self.n_float)
+
+    def predictions(
+        self,
+        class_index: npt.ArrayLike,
+        confidence: npt.ArrayLike,
+        same_version: npt.ArrayLike,
+        groups: npt.ArrayLike,
+        n_groups: int,
+    ) -> tuple[IntArray, FloatArray]:
+        """Counts a batch of predictions adds; another version's are only counted."""
+        cls = np.asarray(class_index, dtype=np.int64)
+        conf = np.asarray(confidence, dtype=np.float64)
+        mine = np.asarray(same_version, dtype=bool)
+        g = np.asarray(groups, dtype=np.int64)
+        s = self.int_slots
+        row = g * self.n_int
+        conf_bin = np.searchsorted(self.profile.confidence_inner_edges, conf, side="left")
+        index = np.concatenate(
+            [
+                (row + s["predictions"].start)[mine],
+                (row + s["classes"].start + cls)[mine],
+                (row + s["confidence"].start + conf_bin)[mine],
+                (row + s["other_version"].start)[~mine],
+            ]
+        )
+        ints = np.bincount(index, minlength=n_groups * self.n_int).reshape(n_groups, self.n_int)
+        floats = np.zeros((n_groups, self.n_float))
+        np.add.at(floats[:, self.float_slots["confidence_sum"].start], g[mine], conf[mine])
+        return ints.astype(np.int64), floats
+
+    # ------------------------------------------------------------ counts <-> hash fields
+
+    def fields(self, ints: IntArray, floats: FloatArray) -> tuple[dict[str, int], dict[str, float]]:
+        """One group's non-zero slots as hash fields (what ``HINCRBY`` adds)."""
+        nz = np.flatnonzero(ints)
+        fz = np.flatnonzero(floats)
+        return (
+            dict(zip([self._int_names[i] for i in nz], ints[nz].tolist(), strict=True)),
+            dict(zip([self._float_names[i] for i in fz], floats[fz].tolist(), strict=True)),
+        )
+
+    def totals(self, hash_fields: Mapping[bytes | str, bytes | str]) -> WindowTotals:
+        """A window's totals from its Redis hash (missing fields are 0)."""
+        ints = np.zeros(self.n_int, dtype=np.int64)
+        floats = np.zeros(self.n_float)
+        for key, value in hash_fields.items():
+            name = key.decode() if isinstance(key, bytes) else key
+            if name.startswith("f"):
+                floats[int(name[1:])] = float(value)
+            else:
+                ints[int(name)] = int(value)
+        s, f = self.int_slots, self.float_slots
+        shape = (self.n_features, -1)
+        return WindowTotals(
+            readings=int(ints[s["readings"]][0]),
+            coarse=ints[s["coarse"]].reshape(shape),
+            fine=ints[s["fine"]].reshape(shape),
+            fine_sums=floats[f["fine_sums"]].reshape(shape),
+            missing=ints[s["missing"]],
+            below=ints[s["below"]],
+            above=ints[s["above"]],
+            sums=floats[f["sums"]],
+            predictions=int(ints[s["predictions"]][0]),
+            classes=ints[s["classes"]],
+            confidence=ints[s["confidence"]],
+            confidence_sum=float(floats[f["confidence_sum"]][0]),
+            other_version=int(ints[s["other_version"]][0]),
+        )

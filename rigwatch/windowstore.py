@@ -1,0 +1,285 @@
+"""Event-time tumbling windows of additive counts, kept in Redis and shared by every worker.
+
+A stream processor scaled over partitions cannot keep a window in one
+process: a window of one model version gathers records from every partition.
+So each batch *adds* its counts to the window's Redis hash, and every worker
+sees the same windows. One Lua script per batch makes the batch atomic:
+
+- **exactly-once state**: the script records the last offset applied per
+  source (``topic/partition``) and refuses a batch that starts at or below it,
+  so a replay after a crash (Kafka delivers at least once) adds nothing twice;
+- **event time**: it keeps a watermark per source (largest event time seen) and
+  when the source last delivered; the effective watermark is the smallest over
+  sources that delivered within ``idle_ms`` (an idle or finished partition must
+  not hold every window open forever);
+- **lateness**: a window closes once the effective watermark passes its end by
+  ``lateness_ms``; records for a closed window are counted as late per
+  subject, never silently dropped nor added to a window already reported.
+
+Closing moves windows to a *sealed* set; an emitter (one at a time, under a
+lock) reads a sealed window, publishes it, and only then deletes it, so a
+crash between the two publishes it again (at-least-once), never loses it.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+__all__ = ["SourceBatch", "StaleBatch", "Update", "WindowStore"]
+
+_APPLY = """
+local now, prefix = ARGV[1], ARGV[2]
+local i = 3
+local n_sources = tonumber(ARGV[i]); i = i + 1
+for s = 1, n_sources do
+  local applied = redis.call('HGET', KEYS[1], ARGV[i])
+  if applied and tonumber(applied) >= tonumber(ARGV[i + 1]) then
+    return {'stale', ARGV[i], applied}
+  end
+  i = i + 4
+end
+i = 4
+for s = 1, n_sources do
+  local id, event_ms = ARGV[i], tonumber(ARGV[i + 3])
+  redis.call('HSET', KEYS[1], id, ARGV[i + 2])
+  -- A batch with no usable record (event time -1) neither advances nor refreshes its source.
+  if event_ms >= 0 then
+    local wm = redis.call('HGET', KEYS[2], id)
+    if (not wm) or tonumber(wm) < event_ms then redis.call('HSET', KEYS[2], id, ARGV[i + 3]) end
+    redis.call('HSET', KEYS[3], id, now)
+  end
+  i = i + 4
+end
+local n_assigned = tonumber(ARGV[i]); i = i + 1
+for s = 1, n_assigned do
+  redis.call('HSETNX', KEYS[3], ARGV[i], now)
+  i = i + 1
+end
+local closed = tonumber(redis.call('GET', KEYS[4]))
+local late = {}
+local n_updates = tonumber(ARGV[i]); i = i + 1
+for u = 1, n_updates do
+  local subject, start, records = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local n_int = tonumber(ARGV[i + 3]); i = i + 4
+  local n_float = tonumber(ARGV[i + 2 * n_int])
+  if closed and tonumber(start) < closed then
+    redis.call('HINCRBY', KEYS[6], subject, records)
+    table.insert(late, subject)
+    table.insert(late, records)
+    i = i + 2 * n_int + 1 + 2 * n_float
+  else
+    local key = prefix .. start .. ':' .. subject
+    for k = 1, n_int do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
+    i = i + 1
+    for k = 1, n_float do redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
+    redis.call('ZADD', KEYS[5], start, subject .. '|' .. start)
+  end
+end
+table.insert(late, 1, 'ok')
+return late
+"""
+
+_SEAL = """
+local current = tonumber(redis.call('GET', KEYS[1]))
+local boundary = tonumber(ARGV[1])
+if current and current >= boundary then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'WITHSCORES')
+for k = 1, #due, 2 do redis.call('ZADD', KEYS[3], due[k + 1], due[k]) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
+return #due / 2
+"""
+
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class StaleBatch(Exception):
+    """The batch starts at or below an offset already applied (a replay or a zombie worker)."""
+
+    def __init__(self, source: str, applied: int) -> None:
+        super().__init__(f"source {source} already applied up to offset {applied}")
+        self.source, self.applied = source, applied
+
+
+@dataclass(frozen=True)
+class SourceBatch:
+    """What one batch read from one ``topic/partition``: offsets and largest event time."""
+
+    source: str
+    first_offset: int
+    last_offset: int
+    max_event_ms: int
+
+
+@dataclass(frozen=True)
+class Update:
+    """Counts a batch adds to one window of one subject."""
+
+    subject: str
+    start_ms: int
+    records: int
+    ints: Mapping[str, int] = field(default_factory=dict)
+    floats: Mapping[str, float] = field(default_factory=dict)
+
+
+class WindowStore:
+    """Tumbling windows of ``size_ms`` in Redis under ``namespace`` (see the module docs).
+
+    Parameters
+    ----------
+    redis
+        An asyncio Redis client (``decode_responses=False``).
+    namespace
+        Key prefix, unique per processor and deployment (e.g. ``rigwatch:drift:rig.``).
+    size_ms, lateness_ms, idle_ms
+        Window length, allowed lateness (event time) and the wall time after
+        which a silent source stops holding the watermark back.
+    """
+
+    def __init__(self, redis: Redis, namespace: str, *, size_ms: int, lateness_ms: int, idle_ms: int) -> None:
+        if size_ms <= 0 or lateness_ms < 0 or idle_ms <= 0:
+            raise ValueError(
+                f"size_ms must be > 0, lateness_ms >= 0, idle_ms > 0; got {size_ms}, {lateness_ms}, {idle_ms}"
+            )
+        self.redis, self.ns = redis, namespace
+        self.size_ms, self.lateness_ms, self.idle_ms = size_ms, lateness_ms, idle_ms
+        k = namespace
+        self._keys = {
+            name: f"{k}:{name}" for name in ("offsets", "watermarks", "seen", "closed", "open", "late", "sealed")
+        }
+        self._apply = redis.register_script(_APPLY)
+        self._seal = redis.register_script(_SEAL)
+        self._unlock = redis.register_script(_UNLOCK)
+        self._token = uuid.uuid4().hex
+
+    def window_start(self, event_ms: int) -> int:
+        """Start of the window holding *event_ms*."""
+        return event_ms - event_ms % self.size_ms
+
+    def _window_key(self, subject: str, start_ms: int) -> str:
+        return f"{self.ns}:w:{start_ms}:{subject}"
+
+    async def applied_offsets(self) -> dict[str, int]:
+        """Last applied offset per source: a worker skips records at or below it."""
+        raw = await self.redis.hgetall(self._keys["offsets"])
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    async def apply(
+        self,
+        sources: Sequence[SourceBatch],
+        updates: Iterable[Update],
+        now_ms: int,
+        assigned: Iterable[str] = (),
+    ) -> dict[str, int]:
+        """Add one batch atomically; returns late records per subject.
+
+        ``assigned`` names every source this worker owns, so a partition that
+        has not delivered yet holds the watermark back until it goes idle.
+
+        Raises
+        ------
+        StaleBatch
+            A source's first offset is not beyond what was applied: nothing was added.
+        """
+        argv: list[Any] = [now_ms, f"{self.ns}:w:", len(sources)]
+        for s in sources:
+            argv += [s.source, s.first_offset, s.last_offset, s.max_event_ms]
+        assigned = list(assigned)
+        argv += [len(assigned), *assigned]
+        updates = list(updates)
+        argv.append(len(updates))
+        for u in updates:
+            argv += [u.subject, u.start_ms, u.records, len(u.ints)]
+            for name, value in u.ints.items():
+                argv += [name, value]
+            argv.append(len(u.floats))
+            for name, fvalue in u.floats.items():
+                argv += [name, repr(fvalue)]
+        keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
+        result = await self._apply(keys=keys, args=argv)
+        if result[0] == b"stale":
+            raise StaleBatch(result[1].decode(), int(result[2]))
+        late = result[1:]
+        out: dict[str, int] = {}
+        for subject, count in zip(late[::2], late[1::2], strict=True):
+            out[subject.decode()] = out.get(subject.decode(), 0) + int(count)
+        return out
+
+    async def watermark(self, now_ms: int) -> int | None:
+        """Effective watermark: the smallest over non-idle sources (``None`` before any data)."""
+        marks = {k.decode(): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
+        seen = {k.decode(): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
+        active = [s for s, t in seen.items() if now_ms - t <= self.idle_ms]
+        if not marks:
+            return None
+        if active:
+            # An active source without a watermark has delivered nothing yet: hold back.
+            return min(marks.get(s, -math.inf) for s in active)  # type: ignore[arg-type]
+        return max(marks.values())
+
+    async def close_due(self, now_ms: int) -> int:
+        """Seal every window the watermark has passed by the lateness; returns how many."""
+        mark = await self.watermark(now_ms)
+        if mark is None or mark == -math.inf:
+            return 0
+        boundary = self.window_start(int(mark) - self.lateness_ms)
+        keys = [self._keys["closed"], self._keys["open"], self._keys["sealed"]]
+        return int(await self._seal(keys=keys, args=[boundary]))
+
+    async def sealed(self) -> list[tuple[str, int]]:
+        """Sealed, not yet emitted windows as ``(subject, start_ms)``, oldest first."""
+        members = await self.redis.zrange(self._keys["sealed"], 0, -1)
+        out = []
+        for m in members:
+            subject, _, start = m.decode().rpartition("|")
+            out.append((subject, int(start)))
+        return sorted(out, key=lambda item: (item[1], item[0]))
+
+    async def read(self, subject: str, start_ms: int) -> tuple[dict[bytes, bytes], int]:
+        """A sealed window's hash and the late records of its subject not yet reported."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self._window_key(subject, start_ms))
+        pipe.hget(self._keys["late"], subject)
+        fields, late = await pipe.execute()
+        return fields, int(late or 0)
+
+    async def finish(
+        self, subject: str, start_ms: int, late_reported: int, state: tuple[str, bytes] | None = None
+    ) -> None:
+        """After the window was published: delete it, count its late records as reported, save state."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._window_key(subject, start_ms))
+        pipe.zrem(self._keys["sealed"], f"{subject}|{start_ms}")
+        if late_reported:
+            pipe.hincrby(self._keys["late"], subject, -late_reported)
+        if state is not None:
+            pipe.set(f"{self.ns}:state:{state[0]}", state[1])
+        await pipe.execute()
+
+    async def load_state(self, name: str) -> bytes | None:
+        """Opaque state saved by :meth:`finish` (e.g. a subject's detectors)."""
+        value = await self.redis.get(f"{self.ns}:state:{name}")
+        return None if value is None else bytes(value)
+
+    async def acquire(self, ttl_ms: int = 30_000) -> bool:
+        """Become the only emitter for ``ttl_ms`` (renewed by calling again)."""
+        key = f"{self.ns}:emitter"
+        if await self.redis.set(key, self._token, nx=True, px=ttl_ms):
+            return True
+        if (await self.redis.get(key)) == self._token.encode():
+            await self.redis.pexpire(key, ttl_ms)
+            return True
+        return False
+
+    async def release(self) -> None:
+        """Stop being the emitter (only if this store holds the lock)."""
+        await self._unlock(keys=[f"{self.ns}:emitter"], args=[self._token])

@@ -1,0 +1,1 @@
+"""Drift processor: sensor readings and predictions -> drift MetricWindows (``rigwatch drift``)."""

@@ -1,0 +1,219 @@
+"""Drift entrypoint: a faust app wiring Kafka, Redis windows, metrics and shutdown around :class:`DriftHandler`.
+
+Two agents consume ``rig.sensor-readings`` and ``rig.predictions`` in batches
+(``take_events``: faust acks a batch only after it was handled); each batch
+becomes one atomic Redis update of the shared windows
+(:class:`~rigwatch.windowstore.WindowStore`). A timer seals windows behind
+the watermark, and one worker at a time (Redis lock) turns them into
+MetricWindow records on ``rig.metrics``, flushed before they are deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from rigwatch.config import Settings
+from rigwatch.drift.profile import DriftProfile
+from rigwatch.kafka import ReliableProducer
+from rigwatch.metrics import serve_metrics
+from rigwatch.model import ModelPackage
+from rigwatch.schemas import Codecs
+from rigwatch.stack import endpoints
+from rigwatch.windowstore import SourceBatch, StaleBatch, WindowStore
+from services.drift.config import DriftSettings
+from services.drift.handler import DriftHandler, Updates
+from services.drift.metrics import DriftMetrics
+
+__all__ = ["DriftProcessor", "build_app", "run"]
+
+log = logging.getLogger("rigwatch.drift")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class DriftProcessor:
+    """The I/O around :class:`DriftHandler`: offsets, Redis windows, emission, metrics."""
+
+    def __init__(
+        self,
+        handler: DriftHandler,
+        store: WindowStore,
+        producer: ReliableProducer,
+        metrics_topic: str,
+        codecs: Codecs,
+        metrics: DriftMetrics,
+    ) -> None:
+        self.handler, self.store, self.producer = handler, store, producer
+        self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
+        self._applied: dict[str, int] | None = None
+
+    async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
+        """Apply one batch of ``readings`` or ``predictions`` events to the windows (exactly once)."""
+        started = time.perf_counter()
+        for attempt in range(2):
+            if self._applied is None or attempt:
+                self._applied = await self.store.applied_offsets()
+            fresh = [
+                e for e in events if e.message.offset > self._applied.get(_source(e.message), -1)
+            ]
+            if not fresh:
+                return
+            values = [e.value for e in fresh]
+            sources = [_source(e.message) for e in fresh]
+            handle = self.handler.readings if which == "readings" else self.handler.predictions
+            updates = handle(values, sources)
+            try:
+                late = await self.store.apply(_sources(fresh, updates), updates.updates, _now_ms(), assigned)
+            except StaleBatch as exc:
+                log.info("%s; reloading applied offsets", exc)
+                continue
+            for batch in _sources(fresh, updates):
+                self._applied[batch.source] = batch.last_offset
+            topic = fresh[0].message.topic
+            self.metrics.events_in.labels(topic).inc(len(fresh))
+            self.metrics.undecodable.labels(topic).inc(updates.undecodable)
+            for subject, count in late.items():
+                self.metrics.late.labels(subject).inc(count)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            return
+
+    async def close_and_emit(self) -> int:
+        """Seal windows behind the watermark; if this worker is the emitter, publish them. Returns windows sent."""
+        await self.store.close_due(_now_ms())
+        if not await self.store.acquire():
+            return 0
+        sealed = await self.store.sealed()
+        if not sealed:
+            return 0
+        detectors: dict[str, Any] = {}
+        done = []
+        for subject, start in sealed:
+            if subject not in detectors:
+                detectors[subject] = self.handler.load_detectors(await self.store.load_state(subject))
+            fields, late = await self.store.read(subject, start)
+            record = self.handler.window(subject, start, fields, late, detectors[subject])
+            self.producer.produce(
+                self.metrics_topic, self.codecs.metric_window.encode(record), key=f"drift/{subject}"
+            )
+            # State as of this window: a crash before its finish() re-emits it from here.
+            done.append((subject, start, late, self.handler.dump_detectors(detectors[subject]), record))
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        for subject, start, late, state, record in done:
+            await self.store.finish(subject, start, late, (subject, state))
+            self.metrics.observe_window(record, self.handler.profile.features)
+        return len(done)
+
+
+def _source(message: Any) -> str:
+    return f"{message.topic}/{message.partition}"
+
+
+def _sources(events: Sequence[faust.types.EventT], updates: Updates) -> list[SourceBatch]:
+    """Offsets and largest event time per ``topic/partition`` of a batch."""
+    spans: dict[str, list[int]] = {}
+    for e in events:
+        span = spans.setdefault(_source(e.message), [e.message.offset, e.message.offset])
+        span[0], span[1] = min(span[0], e.message.offset), max(span[1], e.message.offset)
+    return [
+        SourceBatch(source, first, last, updates.max_event_ms.get(source, -1))
+        for source, (first, last) in spans.items()
+    ]
+
+
+def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, DriftProcessor, Redis]:
+    """The faust app with its two agents and the close/emit timer."""
+    ends = endpoints(settings)
+    topics = settings.topics
+    model = ModelPackage.load(config.model_dir or settings.model_dir)
+    codecs = Codecs.load()
+    profile = DriftProfile.from_reference(model.reference, model.version, model.features, model.classes)
+    handler = DriftHandler(
+        profile, codecs.sensor_reading, codecs.prediction, size_ms=config.window_ms, min_count=config.min_count
+    )
+    redis = Redis.from_url(ends.redis_url)
+    store = WindowStore(
+        redis,
+        f"rigwatch:{config.group}:{settings.topic_prefix}",
+        size_ms=config.window_ms,
+        lateness_ms=config.lateness_ms,
+        idle_ms=config.idle_ms,
+    )
+    metrics = DriftMetrics()
+    metrics.model.info({"name": model.name, "version": model.version})
+    processor = DriftProcessor(
+        handler, store, ReliableProducer(ends.bootstrap), topics.metrics, codecs, metrics
+    )
+    datadir = settings.run_dir / "faust" / config.group
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        config.group,
+        broker=f"kafka://{ends.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        datadir=str(datadir),
+        web_enabled=False,
+        # The local broker's first group join waits half the session timeout (DESIGN.md).
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+    )
+    batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
+
+    def assigned() -> list[str]:
+        return [f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()]
+
+    async def consume(stream: faust.StreamT, which: str) -> None:
+        async for events in stream.take_events(batch_max, within=within):
+            await processor.handle(events, which, assigned())
+
+    @app.agent(app.topic(topics.sensor_readings), name="readings")
+    async def readings(stream: faust.StreamT) -> None:
+        await consume(stream, "readings")
+
+    @app.agent(app.topic(topics.predictions), name="predictions")
+    async def predictions(stream: faust.StreamT) -> None:
+        await consume(stream, "predictions")
+
+    @app.timer(interval=config.close_interval_ms / 1000)
+    async def close_windows() -> None:
+        await processor.close_and_emit()
+
+    port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
+    log.info(
+        "drift of %s %s: %s + %s -> %s, %d ms windows (lateness %d ms), metrics port %s",
+        model.name,
+        model.version,
+        topics.sensor_readings,
+        topics.predictions,
+        topics.metrics,
+        config.window_ms,
+        config.lateness_ms,
+        port,
+    )
+    return app, processor, redis
+
+
+def run(settings: Settings, config: DriftSettings) -> int:
+    """Run one drift worker until SIGTERM/SIGINT; faust finishes the batch in hand and commits."""
+    app, processor, redis = build_app(settings, config)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        processor.producer.flush()
+        asyncio.run(redis.aclose())
+    return 0

@@ -1,0 +1,192 @@
+"""The drift processor's pure logic: batches in, window updates out; closed windows in, MetricWindows out."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rigwatch.codec import Codec
+from rigwatch.drift.counts import DriftLayout
+from rigwatch.drift.detectors import ChangeDetectors
+from rigwatch.drift.evaluate import evaluate
+from rigwatch.drift.profile import DriftProfile
+from rigwatch.exceptions import DecodeError
+from rigwatch.fastcodec import BatchDecoder
+from rigwatch.windowstore import Update
+from services.scorer.handler import feature_matrix
+
+__all__ = ["DriftHandler", "Updates", "segment"]
+
+
+def segment(rig_id: str) -> str:
+    """Subject of a rig's segment windows (the model version's own windows use the version)."""
+    return f"rig:{rig_id}"
+
+
+@dataclass
+class Updates:
+    """A batch's window updates, the largest event time per source, and what could not be used."""
+
+    updates: list[Update]
+    max_event_ms: dict[str, int]
+    undecodable: int = 0
+
+
+def _max_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for source, t in zip(sources, times, strict=True):
+        if t > out.get(source, -1):
+            out[source] = t
+    return out
+
+
+class DriftHandler:
+    """Turn decoded batches into :class:`~rigwatch.windowstore.Update` and closed windows into records.
+
+    Each record counts in two subjects: the model version (all rigs) and its
+    rig's segment ``rig:<rig_id>``.
+    """
+
+    def __init__(
+        self,
+        profile: DriftProfile,
+        readings: Codec,
+        predictions: Codec,
+        *,
+        size_ms: int,
+        min_count: int,
+    ) -> None:
+        self.profile = profile
+        self.layout = DriftLayout(profile)
+        self.size_ms, self.min_count = size_ms, min_count
+        self._decoder = BatchDecoder(readings)
+        self._predictions = predictions
+        self._columns: np.ndarray | None = None
+        self._class_index = {label: k for k, label in enumerate(profile.classes)}
+
+    # ------------------------------------------------------------ batches -> updates
+
+    def _groups(self, times: np.ndarray, rigs: Sequence[str]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+        """Window starts and subject groups: per row, its version group and its segment group."""
+        starts = times - times % self.size_ms
+        uniq_starts, start_idx = np.unique(starts, return_inverse=True)
+        uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
+        n_windows = len(uniq_starts)
+        keys = [(self.profile.model_version, int(s)) for s in uniq_starts]
+        keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
+        version_group = start_idx
+        segment_group = n_windows + rig_idx * n_windows + start_idx
+        return keys, version_group, segment_group
+
+    def _updates(
+        self, keys: list[tuple[str, int]], ints: np.ndarray, floats: np.ndarray, records: np.ndarray
+    ) -> list[Update]:
+        out = []
+        for g, (subject, start) in enumerate(keys):
+            if records[g] == 0:
+                continue
+            i, f = self.layout.fields(ints[g], floats[g])
+            out.append(Update(subject, start, int(records[g]), i, f))
+        return out
+
+    def readings(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
+        """Updates from SensorReading bytes read from *sources* (``topic/partition`` per value).
+
+        Undecodable records are counted, not used.
+        """
+        batch = self._decoder.decode(values)
+        if len(batch) == 0:
+            return Updates([], {}, len(batch.rejects))
+        if self._columns is None:
+            names = batch.double_names
+            self._columns = np.array([names.index(f) for f in self.profile.features], dtype=np.intp)
+        x, _ = feature_matrix(batch.doubles, self._columns)
+        times = batch.longs["event_time"]
+        keys, version_group, segment_group = self._groups(times, batch.strings["rig_id"])
+        groups = np.concatenate([version_group, segment_group])
+        ints, floats = self.layout.readings(np.vstack([x, x]), groups, len(keys))
+        records = np.bincount(groups, minlength=len(keys))
+        row_sources = [sources[i] for i in batch.index.tolist()]
+        return Updates(
+            self._updates(keys, ints, floats, records),
+            _max_per_source(row_sources, times.tolist()),
+            len(batch.rejects),
+        )
+
+    def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
+        """Updates from Prediction bytes (decoded one by one: they hold a map), as :meth:`readings`."""
+        decoded, decoded_sources, bad = [], [], 0
+        for value, source in zip(values, sources, strict=True):
+            try:
+                record = self._predictions.decode(value)
+            except DecodeError:
+                bad += 1
+                continue
+            if record["predicted_label"] in self._class_index:
+                decoded.append(record)
+                decoded_sources.append(source)
+            else:
+                bad += 1
+        if not decoded:
+            return Updates([], {}, bad)
+        times = np.array([r["event_time"] for r in decoded], dtype=np.int64)
+        keys, version_group, segment_group = self._groups(times, [r["rig_id"] for r in decoded])
+        groups = np.concatenate([version_group, segment_group])
+        cls = np.array([self._class_index[r["predicted_label"]] for r in decoded] * 2)
+        conf = np.array([r["confidence"] for r in decoded] * 2, dtype=np.float64)
+        mine = np.array([r["model_version"] == self.profile.model_version for r in decoded] * 2)
+        ints, floats = self.layout.predictions(cls, conf, mine, groups, len(keys))
+        records = np.bincount(groups, minlength=len(keys))
+        return Updates(
+            self._updates(keys, ints, floats, records), _max_per_source(decoded_sources, times.tolist()), bad
+        )
+
+    # ------------------------------------------------------------ closed window -> record
+
+    def new_detectors(self) -> ChangeDetectors:
+        """Fresh change detectors for a subject."""
+        return ChangeDetectors(self.profile.classes, self.profile.features)
+
+    def window(
+        self,
+        subject: str,
+        start_ms: int,
+        fields: dict[bytes, bytes],
+        late: int,
+        detectors: ChangeDetectors,
+    ) -> dict[str, object]:
+        """The MetricWindow record of a closed window; feeds *detectors* (in window order)."""
+        totals = self.layout.totals(fields)
+        metrics, detail = evaluate(self.profile, totals, self.min_count)
+        metrics["late_records"] = float(late)
+        if "drift" in metrics:
+            centres = (self.profile.confidence_edges[:-1] + self.profile.confidence_edges[1:]) / 2
+            shift = np.array([metrics.get(f"mean_shift.{f}", np.nan) for f in self.profile.features])
+            detectors.update(totals.classes, totals.confidence, centres.tolist(), shift)
+            for name in detectors.changes:
+                metrics[f"change.{name}"] = 1.0
+            detail["changes"] = detectors.changes
+        if subject != self.profile.model_version:
+            detail["segment"] = {"rig_id": subject.removeprefix("rig:")}
+        return {
+            "kind": "drift",
+            "subject": subject,
+            "window_start": start_ms,
+            "window_end": start_ms + self.size_ms,
+            "count": totals.readings,
+            "metrics": {k: v for k, v in metrics.items() if np.isfinite(v)},
+            "detail": json.dumps(detail, sort_keys=True, default=float),
+        }
+
+    @staticmethod
+    def dump_detectors(detectors: ChangeDetectors) -> bytes:
+        """Detector state for Redis (trusted storage: it is a pickle)."""
+        return pickle.dumps(detectors)
+
+    def load_detectors(self, state: bytes | None) -> ChangeDetectors:
+        """Detectors saved by :meth:`dump_detectors`, or fresh ones."""
+        return self.new_detectors() if state is None else pickle.loads(state)  # noqa: S301
