@@ -148,12 +148,15 @@ def drift(
         Path | None,
         typer.Option(help="Model package whose reference profile is compared. Default: RIGWATCH_MODEL_DIR."),
     ] = None,
-    window_ms: Annotated[int | None, typer.Option(min=100, help="Tumbling window length, event time. Default 30000.")] = None,
+    window_ms: Annotated[
+        int | None, typer.Option(min=100, help="Tumbling window length, event time. Default 30000.")
+    ] = None,
     lateness_ms: Annotated[
         int | None, typer.Option(min=0, help="How late a record may be and still count. Default 5000.")
     ] = None,
     min_count: Annotated[
-        int | None, typer.Option(min=1, help="Fewer records in a window: counts only, no verdict. Default 30.")
+        int | None,
+        typer.Option(min=1, help="Fewer records in a window: counts only, no verdict. Default 30."),
     ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9465.")
@@ -339,5 +342,55 @@ def bench_scorer(
                 update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
             )
             run_scorer_bench(bound, dataset, options, say=_say)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@bench_app.command("drift")
+def bench_drift(
+    data: DataOption = None,
+    events: Annotated[
+        int, typer.Option(min=2000, help="Readings per run (simulated event times 100 ms apart, 4 rigs).")
+    ] = 100_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of every measurement.")] = 3,
+    end_to_end: Annotated[
+        bool,
+        typer.Option(
+            "--end-to-end/--no-end-to-end",
+            help="Also run Redis apply and `rigwatch drift` through the broker (needs the local stack).",
+        ),
+    ] = True,
+    profile: Annotated[
+        bool, typer.Option("--profile", help="One extra end-to-end run with the child under cProfile.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """Drift processor events/s: statistics update path, window close, a scipy baseline, end to end.
+
+    The update path (DriftHandler.readings, one thread) is compared with recomputing the same
+    statistics per window from the raw events with scipy, on the same real readings; end to end
+    runs `rigwatch drift` as a child process on fresh topics. Medians with min–max over the repeats.
+    """
+    from loadgen.bench_drift import DriftBenchOptions, run_drift_bench
+    from rigwatch.data import resolve_data
+    from rigwatch.model import train
+    from rigwatch.stack import running_stack
+
+    settings = Settings()
+    try:
+        dataset = resolve_data(data, progress=_say)
+        model_dir = train(dataset, num_threads=1).write(out / "model")
+        _say(f"model: {model_dir} trained on {dataset.source}")
+        options = DriftBenchOptions(
+            events=events, repeats=repeats, end_to_end=end_to_end, profile=profile, out=out
+        )
+        if not end_to_end:
+            run_drift_bench(None, dataset, model_dir, options, say=_say)
+            return
+        with running_stack(settings) as ends:
+            bound = settings.model_copy(
+                update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
+            )
+            run_drift_bench(bound, dataset, model_dir, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc

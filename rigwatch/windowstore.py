@@ -58,7 +58,7 @@ for s = 1, n_sources do
 end
 local n_assigned = tonumber(ARGV[i]); i = i + 1
 for s = 1, n_assigned do
-  redis.call('HSETNX', KEYS[3], ARGV[i], now)
+  redis.call('HSET', KEYS[3], ARGV[i], now)
   i = i + 1
 end
 local closed = tonumber(redis.call('GET', KEYS[4]))
@@ -96,10 +96,19 @@ redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
 return #due / 2
 """
 
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class StaleBatch(Exception):
@@ -154,10 +163,12 @@ class WindowStore:
         self.size_ms, self.lateness_ms, self.idle_ms = size_ms, lateness_ms, idle_ms
         k = namespace
         self._keys = {
-            name: f"{k}:{name}" for name in ("offsets", "watermarks", "seen", "closed", "open", "late", "sealed")
+            name: f"{k}:{name}"
+            for name in ("offsets", "watermarks", "seen", "closed", "open", "late", "sealed")
         }
         self._apply = redis.register_script(_APPLY)
         self._seal = redis.register_script(_SEAL)
+        self._renew = redis.register_script(_RENEW)
         self._unlock = redis.register_script(_UNLOCK)
         self._token = uuid.uuid4().hex
 
@@ -171,7 +182,7 @@ class WindowStore:
     async def applied_offsets(self) -> dict[str, int]:
         """Last applied offset per source: a worker skips records at or below it."""
         raw = await self.redis.hgetall(self._keys["offsets"])
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {_text(k): int(v) for k, v in raw.items()}
 
     async def apply(
         self,
@@ -182,8 +193,10 @@ class WindowStore:
     ) -> dict[str, int]:
         """Add one batch atomically; returns late records per subject.
 
-        ``assigned`` names every source this worker owns, so a partition that
-        has not delivered yet holds the watermark back until it goes idle.
+        ``assigned`` names sources this worker was just given: each counts as
+        active from now, so a partition with a backlog holds the watermark back
+        until it delivers (or, if empty, for ``idle_ms``) instead of letting
+        the first partition read close windows ahead of it.
 
         Raises
         ------
@@ -207,31 +220,44 @@ class WindowStore:
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
         result = await self._apply(keys=keys, args=argv)
         if result[0] == b"stale":
-            raise StaleBatch(result[1].decode(), int(result[2]))
+            raise StaleBatch(_text(result[1]), int(result[2]))
         late = result[1:]
         out: dict[str, int] = {}
         for subject, count in zip(late[::2], late[1::2], strict=True):
-            out[subject.decode()] = out.get(subject.decode(), 0) + int(count)
+            out[_text(subject)] = out.get(_text(subject), 0) + int(count)
         return out
 
-    async def watermark(self, now_ms: int) -> int | None:
-        """Effective watermark: the smallest over non-idle sources (``None`` before any data)."""
-        marks = {k.decode(): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
-        seen = {k.decode(): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
-        active = [s for s, t in seen.items() if now_ms - t <= self.idle_ms]
+    async def watermark(self, now_ms: int) -> float | None:
+        """Effective watermark: the smallest over non-idle sources, the largest when all are idle.
+
+        ``None`` before any data; ``-inf`` while an active source has delivered nothing yet.
+        """
+        state = await self._watermark(now_ms)
+        return None if state is None else state[0]
+
+    async def _watermark(self, now_ms: int) -> tuple[float, bool] | None:
+        marks = {_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
+        seen = {_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
         if not marks:
             return None
+        active = [s for s, t in seen.items() if now_ms - t <= self.idle_ms]
         if active:
-            # An active source without a watermark has delivered nothing yet: hold back.
-            return min(marks.get(s, -math.inf) for s in active)  # type: ignore[arg-type]
-        return max(marks.values())
+            return min(marks.get(s, -math.inf) for s in active), False
+        return max(marks.values()), True
 
     async def close_due(self, now_ms: int) -> int:
-        """Seal every window the watermark has passed by the lateness; returns how many."""
-        mark = await self.watermark(now_ms)
-        if mark is None or mark == -math.inf:
+        """Seal every window the watermark has passed by the lateness; returns how many.
+
+        When every source is idle the stream has stopped, so the window holding
+        the last event closes too: a paused stream still reports its last window.
+        """
+        state = await self._watermark(now_ms)
+        if state is None or state[0] == -math.inf:
             return 0
-        boundary = self.window_start(int(mark) - self.lateness_ms)
+        mark, all_idle = int(state[0]), state[1]
+        boundary = (
+            self.window_start(mark) + self.size_ms if all_idle else self.window_start(mark - self.lateness_ms)
+        )
         keys = [self._keys["closed"], self._keys["open"], self._keys["sealed"]]
         return int(await self._seal(keys=keys, args=[boundary]))
 
@@ -240,7 +266,7 @@ class WindowStore:
         members = await self.redis.zrange(self._keys["sealed"], 0, -1)
         out = []
         for m in members:
-            subject, _, start = m.decode().rpartition("|")
+            subject, _, start = _text(m).rpartition("|")  # type: ignore[arg-type]
             out.append((subject, int(start)))
         return sorted(out, key=lambda item: (item[1], item[0]))
 
@@ -268,17 +294,14 @@ class WindowStore:
     async def load_state(self, name: str) -> bytes | None:
         """Opaque state saved by :meth:`finish` (e.g. a subject's detectors)."""
         value = await self.redis.get(f"{self.ns}:state:{name}")
-        return None if value is None else bytes(value)
+        return None if value is None else value if isinstance(value, bytes) else value.encode()
 
     async def acquire(self, ttl_ms: int = 30_000) -> bool:
         """Become the only emitter for ``ttl_ms`` (renewed by calling again)."""
         key = f"{self.ns}:emitter"
         if await self.redis.set(key, self._token, nx=True, px=ttl_ms):
             return True
-        if (await self.redis.get(key)) == self._token.encode():
-            await self.redis.pexpire(key, ttl_ms)
-            return True
-        return False
+        return bool(await self._renew(keys=[key], args=[self._token, ttl_ms]))
 
     async def release(self) -> None:
         """Stop being the emitter (only if this store holds the lock)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,7 +126,7 @@ class DriftLayout:
         x = np.asarray(x, dtype=np.float64)
         g = np.asarray(groups, dtype=np.int64)
         p = self.profile
-        n, n_feat = x.shape
+        n_feat = x.shape[1]
         present = ~np.isnan(x)
         feat = np.arange(n_feat)
         row = (g * self.n_int)[:, None]
@@ -155,7 +156,7 @@ class DriftLayout:
         )
         values = np.concatenate([x[present], x[present]])
         floats = np.bincount(findex, weights=values, minlength=n_groups * self.n_float)
-        return ints.astype(np.int64), floats.reshape(n_groups, self.n_float)
+        return ints.astype(np.int64), floats.reshape(n_groups, self.n_float).astype(np.float64)
 
     def predictions(
         self,
@@ -197,7 +198,7 @@ class DriftLayout:
             dict(zip([self._float_names[i] for i in fz], floats[fz].tolist(), strict=True)),
         )
 
-    def totals(self, hash_fields: Mapping[bytes | str, bytes | str]) -> WindowTotals:
+    def totals(self, hash_fields: Mapping[Any, Any]) -> WindowTotals:
         """A window's totals from its Redis hash (missing fields are 0)."""
         ints = np.zeros(self.n_int, dtype=np.int64)
         floats = np.zeros(self.n_float)

@@ -31,7 +31,9 @@ def _ratio(value: Any, threshold: Any) -> Any:
     return np.asarray(value) / np.maximum(np.asarray(threshold), MIN_PSI_THRESHOLD)
 
 
-def evaluate(profile: DriftProfile, totals: WindowTotals, min_count: int) -> tuple[dict[str, float], dict[str, Any]]:
+def evaluate(
+    profile: DriftProfile, totals: WindowTotals, min_count: int
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Metrics (name -> value) and detail of one window.
 
     Feature statistics need at least ``min_count`` readings, prediction
@@ -58,7 +60,9 @@ def evaluate(profile: DriftProfile, totals: WindowTotals, min_count: int) -> tup
     return metrics, detail
 
 
-def _features(profile: DriftProfile, t: WindowTotals, metrics: dict[str, float], detail: dict[str, Any]) -> bool:
+def _features(
+    profile: DriftProfile, t: WindowTotals, metrics: dict[str, float], detail: dict[str, Any]
+) -> bool:
     present = t.present
     with np.errstate(invalid="ignore", divide="ignore"):
         threshold = np.maximum(profile.feature_psi_null(present), MIN_PSI_THRESHOLD)

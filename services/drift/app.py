@@ -1,4 +1,4 @@
-"""Drift entrypoint: a faust app wiring Kafka, Redis windows, metrics and shutdown around :class:`DriftHandler`.
+"""Drift entrypoint: a faust app wiring Kafka, Redis windows, metrics and shutdown around the handler.
 
 Two agents consume ``rig.sensor-readings`` and ``rig.predictions`` in batches
 (``take_events``: faust acks a batch only after it was handled); each batch
@@ -55,6 +55,7 @@ class DriftProcessor:
         self.handler, self.store, self.producer = handler, store, producer
         self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
         self._applied: dict[str, int] | None = None
+        self.lease_ms = 5_000
 
     async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
         """Apply one batch of ``readings`` or ``predictions`` events to the windows (exactly once)."""
@@ -62,10 +63,10 @@ class DriftProcessor:
         for attempt in range(2):
             if self._applied is None or attempt:
                 self._applied = await self.store.applied_offsets()
-            fresh = [
-                e for e in events if e.message.offset > self._applied.get(_source(e.message), -1)
-            ]
+            fresh = [e for e in events if e.message.offset > self._applied.get(_source(e.message), -1)]
             if not fresh:
+                if assigned:
+                    await self.store.apply([], [], _now_ms(), assigned)
                 return
             values = [e.value for e in fresh]
             sources = [_source(e.message) for e in fresh]
@@ -87,9 +88,10 @@ class DriftProcessor:
             return
 
     async def close_and_emit(self) -> int:
-        """Seal windows behind the watermark; if this worker is the emitter, publish them. Returns windows sent."""
+        """Seal windows behind the watermark; as the emitter, publish them. Returns the windows sent."""
         await self.store.close_due(_now_ms())
-        if not await self.store.acquire():
+        # A short lease: a crashed emitter's successor takes over within seconds.
+        if not await self.store.acquire(ttl_ms=self.lease_ms):
             return 0
         sealed = await self.store.sealed()
         if not sealed:
@@ -97,9 +99,12 @@ class DriftProcessor:
         detectors: dict[str, Any] = {}
         done = []
         for subject, start in sealed:
-            if subject not in detectors:
+            first_of_subject = subject not in detectors
+            if first_of_subject:
                 detectors[subject] = self.handler.load_detectors(await self.store.load_state(subject))
             fields, late = await self.store.read(subject, start)
+            # Late records not yet reported go with the subject's first window of this round only.
+            late = late if first_of_subject else 0
             record = self.handler.window(subject, start, fields, late, detectors[subject])
             self.producer.produce(
                 self.metrics_topic, self.codecs.metric_window.encode(record), key=f"drift/{subject}"
@@ -137,7 +142,11 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
     codecs = Codecs.load()
     profile = DriftProfile.from_reference(model.reference, model.version, model.features, model.classes)
     handler = DriftHandler(
-        profile, codecs.sensor_reading, codecs.prediction, size_ms=config.window_ms, min_count=config.min_count
+        profile,
+        codecs.sensor_reading,
+        codecs.prediction,
+        size_ms=config.window_ms,
+        min_count=config.min_count,
     )
     redis = Redis.from_url(ends.redis_url)
     store = WindowStore(
@@ -171,12 +180,19 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
     )
     batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
 
-    def assigned() -> list[str]:
-        return [f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()]
+    announced: set[str] = set()
+
+    def newly_assigned() -> list[str]:
+        current = {f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()}
+        fresh = current - announced
+        announced.intersection_update(current)
+        announced.update(fresh)
+        return sorted(fresh)
 
     async def consume(stream: faust.StreamT, which: str) -> None:
-        async for events in stream.take_events(batch_max, within=within):
-            await processor.handle(events, which, assigned())
+        # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
+        async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
+            await processor.handle(events, which, newly_assigned())
 
     @app.agent(app.topic(topics.sensor_readings), name="readings")
     async def readings(stream: faust.StreamT) -> None:

@@ -70,7 +70,9 @@ class DriftHandler:
 
     # ------------------------------------------------------------ batches -> updates
 
-    def _groups(self, times: np.ndarray, rigs: Sequence[str]) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+    def _groups(
+        self, times: np.ndarray, rigs: Sequence[str]
+    ) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
         """Window starts and subject groups: per row, its version group and its segment group."""
         starts = times - times % self.size_ms
         uniq_starts, start_idx = np.unique(starts, return_inverse=True)
@@ -166,7 +168,9 @@ class DriftHandler:
         if "drift" in metrics:
             centres = (self.profile.confidence_edges[:-1] + self.profile.confidence_edges[1:]) / 2
             shift = np.array([metrics.get(f"mean_shift.{f}", np.nan) for f in self.profile.features])
-            detectors.update(totals.classes, totals.confidence, centres.tolist(), shift)
+            detectors.update(
+                totals.classes, totals.confidence, centres.tolist(), shift * np.sqrt(totals.present)
+            )
             for name in detectors.changes:
                 metrics[f"change.{name}"] = 1.0
             detail["changes"] = detectors.changes
@@ -189,4 +193,4 @@ class DriftHandler:
 
     def load_detectors(self, state: bytes | None) -> ChangeDetectors:
         """Detectors saved by :meth:`dump_detectors`, or fresh ones."""
-        return self.new_detectors() if state is None else pickle.loads(state)  # noqa: S301
+        return self.new_detectors() if state is None else pickle.loads(state)

@@ -13,19 +13,32 @@ class DriftMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events_in = Counter("rigwatch_drift_events_in", "Records consumed, by topic", ["topic"], registry=r)
+        self.events_in = Counter(
+            "rigwatch_drift_events_in", "Records consumed, by topic", ["topic"], registry=r
+        )
         self.undecodable = Counter(
             "rigwatch_drift_undecodable", "Records that could not be decoded, by topic", ["topic"], registry=r
         )
         self.late = Counter(
-            "rigwatch_drift_late_records", "Records for an already closed window, by subject", ["subject"], registry=r
+            "rigwatch_drift_late_records",
+            "Records for an already closed window, by subject",
+            ["subject"],
+            registry=r,
         )
-        self.windows = Counter("rigwatch_drift_windows", "Drift windows emitted, by subject", ["subject"], registry=r)
+        self.windows = Counter(
+            "rigwatch_drift_windows", "Drift windows emitted, by subject", ["subject"], registry=r
+        )
         self.score = Gauge(
-            "rigwatch_drift_score", "Importance-weighted drift score of the last window", ["subject"], registry=r
+            "rigwatch_drift_score",
+            "Importance-weighted drift score of the last window",
+            ["subject"],
+            registry=r,
         )
         self.feature_psi = Gauge(
-            "rigwatch_drift_feature_psi", "PSI of a feature in the last window", ["subject", "feature"], registry=r
+            "rigwatch_drift_feature_psi",
+            "PSI of a feature in the last window",
+            ["subject", "feature"],
+            registry=r,
         )
         self.feature_ratio = Gauge(
             "rigwatch_drift_feature_psi_ratio",
@@ -40,7 +53,10 @@ class DriftMetrics:
             registry=r,
         )
         self.window_end = Gauge(
-            "rigwatch_drift_window_end_seconds", "Event-time end of the last emitted window", ["subject"], registry=r
+            "rigwatch_drift_window_end_seconds",
+            "Event-time end of the last emitted window",
+            ["subject"],
+            registry=r,
         )
         self.batch_seconds = Histogram(
             "rigwatch_drift_batch_seconds",
