@@ -13,11 +13,14 @@ import pickle
 import numpy as np
 import pytest
 
-from rigwatch.drift import NullThresholds, TumblingWindows
+from rigwatch.drift import ChangeDetectors, NullThresholds
 
 
-def _windows() -> TumblingWindows:
-    return TumblingWindows(size_ms=1000, lateness_ms=200).update([100, 950, 1150, 1300])
+def _detectors() -> ChangeDetectors:
+    d = ChangeDetectors(["3", "20"], ["t"], per_window=40)
+    for _ in range(4):
+        d.update([40, 0], [0, 40], [0.9, 1.0], [0.5])
+    return d
 
 
 def _thresholds() -> NullThresholds:
@@ -27,22 +30,17 @@ def _thresholds() -> NullThresholds:
     return null
 
 
-INSTANCES = [pytest.param(_windows, id="TumblingWindows"), pytest.param(_thresholds, id="NullThresholds")]
+INSTANCES = [pytest.param(_detectors, id="ChangeDetectors"), pytest.param(_thresholds, id="NullThresholds")]
 
 
 @pytest.mark.parametrize("make", INSTANCES)
 def test_state_survives_pickling(make) -> None:
     original = make()
     copy = pickle.loads(pickle.dumps(original))
-    if isinstance(original, TumblingWindows):
-        assert (
-            copy.update([2500, 400]).assignments.tolist() == original.update([2500, 400]).assignments.tolist()
-        )
-        assert (copy.closed, copy.late, copy.watermark_ms) == (
-            original.closed,
-            original.late,
-            original.watermark_ms,
-        )
+    if isinstance(original, ChangeDetectors):
+        window = ([0, 40], [0, 40], [0.9, 1.0], [9.0])
+        assert copy.update(*window).changes == original.update(*window).changes == ["class.3", "class.20"]
+        assert copy.clone().update(*window).changes == original.update(*window).changes
     else:
         np.testing.assert_array_equal(copy(80), original(80))
 

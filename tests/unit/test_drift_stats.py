@@ -27,7 +27,6 @@ from rigwatch.drift import (
     top_drifting,
     wasserstein,
 )
-from rigwatch.drift.windows import LATE, TumblingWindows
 from rigwatch.model.reference import assign_bins
 
 TOL = 1e-9
@@ -297,26 +296,3 @@ def test_top_drifting_ranks_by_value_or_weighted_contribution() -> None:
     assert top_drifting([1.0, 5.0, np.nan], names) == [("tsb_temp", 5.0), ("psa_bar", 1.0)]
     ranked = top_drifting([3.0, 2.0, 1.0], names, k=1, importance=[0.1, 0.8, 0.1])
     assert ranked == [("tsb_temp", 2.0)]
-
-
-# ---------------------------------------------------------------- windows
-
-
-def test_windows_close_after_lateness_and_count_late_records() -> None:
-    w = TumblingWindows(size_ms=30_000, lateness_ms=5_000)
-    w.update([1_000, 29_999, 31_000])
-    assert w.assignments.tolist() == [0, 0, 30_000] and w.closed == []
-    w.update([34_999, 12_000])  # watermark 29 999: window 0 still open, the straggler joins it
-    assert w.assignments.tolist() == [30_000, 0] and w.closed == []
-    w.update([35_000])  # watermark 30 000 passes window 0's end
-    assert w.closed == [0] and w.open_windows == [30_000]
-    w.update([29_000, 95_000])
-    assert w.assignments.tolist() == [LATE, 90_000] and w.late == 1
-    assert w.closed == [30_000] and w.watermark_ms == 90_000
-
-
-def test_windows_state_pickles_mid_stream() -> None:
-    w = TumblingWindows(size_ms=1_000, lateness_ms=0).update([100, 1_500])
-    clone = pickle.loads(pickle.dumps(w))
-    assert clone.update([2_100, 200]).closed == [1_000] and clone.late == 1
-    assert w.open_windows == [1_000] and w.late == 0  # the original is untouched
