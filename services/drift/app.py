@@ -134,7 +134,7 @@ def _sources(events: Sequence[faust.types.EventT], updates: Updates) -> list[Sou
     ]
 
 
-def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, DriftProcessor, Redis]:
+def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, DriftProcessor]:
     """The faust app with its two agents and the close/emit timer."""
     ends = endpoints(settings)
     topics = settings.topics
@@ -206,6 +206,12 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
     async def close_windows() -> None:
         await processor.close_and_emit()
 
+    @app.on_before_shutdown.connect
+    async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
+        await store.release()
+        await redis.aclose()
+
     port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
     log.info(
         "drift of %s %s: %s + %s -> %s, %d ms windows (lateness %d ms), metrics port %s",
@@ -218,18 +224,18 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
         config.lateness_ms,
         port,
     )
-    return app, processor, redis
+    return app, processor
 
 
 def run(settings: Settings, config: DriftSettings) -> int:
     """Run one drift worker until SIGTERM/SIGINT; faust finishes the batch in hand and commits."""
-    app, processor, redis = build_app(settings, config)
+    app, processor = build_app(settings, config)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # a terminal spinner's escape codes would litter logs
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:
         processor.producer.flush()
-        asyncio.run(redis.aclose())
     return 0
