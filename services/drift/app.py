@@ -206,7 +206,7 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
     async def close_windows() -> None:
         await processor.close_and_emit()
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
         # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
         await store.release()
