@@ -39,10 +39,11 @@ def handle_batch(
     """Score one batch, produce predictions and DLQ records, flush, then store the offsets.
 
     A failed flush raises before anything is stored: the batch is consumed again
-    after a restart (at-least-once), never lost.
+    after a restart (at-least-once), never lost. The predictions' ``processing_ms``
+    counts from *started*, read as this function gets the batch off the consumer.
     """
     started = time.perf_counter()
-    scored = scorer.score([msg.value() for msg in batch], now_ms=int(time.time() * 1000))
+    scored = scorer.score([msg.value() for msg in batch], now_ms=int(time.time() * 1000), started=started)
     predictions = topics.predictions
     for key, value in scored.outputs:
         producer.produce(predictions, value, key=key)

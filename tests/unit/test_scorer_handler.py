@@ -149,3 +149,21 @@ def test_older_writer_schema_is_scored_with_the_new_field_missing(codecs, model)
     old = {k: v for k, v in _reading("old").items() if k != "tsb_temp"}
     scored = scorer.score([Codec(v1).encode(old)], now_ms=0)
     assert _predictions(codecs, scored)[0]["flags"] == ["missing:tsb_temp"]
+
+
+def test_predictions_of_a_batch_share_one_non_negative_processing_ms(codecs, scorer) -> None:
+    encode = codecs.sensor_reading.encode
+    values = [encode(_reading(f"e{i}", tsb_temp=float(i))) for i in range(20)]
+    times = {p["processing_ms"] for p in _predictions(codecs, scorer.score(values, now_ms=0))}
+    assert len(times) == 1 and times.pop() >= 0.0
+
+
+def test_processing_ms_counts_from_when_the_batch_was_taken(codecs, scorer) -> None:
+    import time
+
+    taken = time.perf_counter() - 0.25  # the batch came off the consumer 250 ms ago
+    before = time.perf_counter()
+    scored = scorer.score([codecs.sensor_reading.encode(_reading("a"))], now_ms=0, started=taken)
+    elapsed_ms = (time.perf_counter() - taken) * 1000
+    (p,) = _predictions(codecs, scored)
+    assert (before - taken) * 1000 <= p["processing_ms"] <= elapsed_ms
