@@ -64,8 +64,7 @@ from rigwatch.fastcodec import BatchDecoder
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from rigwatch.windowstore import SourceBatch
-from services.drift.handler import DriftHandler, Updates, segment
-from services.scorer.handler import feature_matrix
+from services.drift.handler import DriftHandler, Updates, window_groups
 
 __all__ = [
     "BASELINE_STATISTICS",
@@ -88,6 +87,8 @@ BASELINE_STATISTICS = (
     "mean_shift",
 )
 _TICKS = os.sysconf("SC_CLK_TCK")
+#: Least wall time of one timed in-process measurement (passes over the batches repeat).
+MIN_TIMED_S = 1.0
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -160,17 +161,9 @@ def _handler(profile: DriftProfile, codecs: Codecs, options: DriftBenchOptions) 
 def _window_groups(
     times: npt.NDArray[np.int64], rigs: Sequence[str], size_ms: int, version: str
 ) -> tuple[list[tuple[str, int]], npt.NDArray[np.int64]]:
-    """(subject, window start) keys and the group of every row twice (version, then segment).
-
-    The same grouping as ``DriftHandler.readings`` (kept here so the split uses public parts only).
-    """
-    starts = times - times % size_ms
-    uniq_starts, start_idx = np.unique(starts, return_inverse=True)
-    uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
-    n = len(uniq_starts)
-    keys = [(version, int(s)) for s in uniq_starts]
-    keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
-    return keys, np.concatenate([start_idx, n + rig_idx * n + start_idx]).astype(np.int64)
+    """(subject, window start) keys and the group of every row twice (version, then segment)."""
+    keys, version_group, segment_group = window_groups(times, rigs, size_ms, version)
+    return keys, np.concatenate([version_group, segment_group]).astype(np.int64)
 
 
 def measure_update_path(
@@ -182,13 +175,16 @@ def measure_update_path(
     sources = ["bench/0"] * options.batch
     handler.readings(batches[0], sources[: len(batches[0])])  # warm-up: column lookup, imports
     # Each batch's updates are dropped, as the processor drops them after Redis: keeping them
-    # all would add garbage-collector passes over a growing heap (10-20 % measured).
-    wall, cpu = time.perf_counter(), time.process_time()
-    for values in batches:
-        handler.readings(values, sources[: len(values)])
+    # all would add garbage-collector passes over a growing heap (10-20 % measured). Passes
+    # over all batches repeat until MIN_TIMED_S, so a small --events still times enough work.
+    passes, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while not passes or time.perf_counter() - wall < MIN_TIMED_S:
+        for values in batches:
+            handler.readings(values, sources[: len(values)])
+        passes += 1
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     out = [handler.readings(b, sources[: len(b)]) for b in batches]  # for Redis and the comparison
-    n = len(encoded.values)
+    n = len(encoded.values) * passes
     fields = sum(len(u.ints) + len(u.floats) for batch in out for u in batch.updates)
 
     # The parts, in a second pass: a timer around every step would disturb the total above.
@@ -196,18 +192,19 @@ def measure_update_path(
     layout = DriftLayout(profile)
     parts = dict.fromkeys(("decode", "group", "count", "fields"), 0.0)
     columns: np.ndarray | None = None
-    for values in batches:
+    for values in batches * passes:
         t0 = time.perf_counter()
         batch = decoder.decode(values)
         if columns is None:
             columns = np.array([batch.double_names.index(f) for f in profile.features], dtype=np.intp)
-        x, _ = feature_matrix(batch.doubles, columns)
+        x = batch.doubles[:, columns]
+        x = np.where(np.isfinite(x), x, np.nan)
         t1 = time.perf_counter()
         keys, groups = _window_groups(
             batch.longs["event_time"], batch.strings["rig_id"], options.window_ms, profile.model_version
         )
         t2 = time.perf_counter()
-        ints, floats = layout.readings(np.vstack([x, x]), groups, len(keys))
+        ints, floats = layout.readings(x, np.split(groups, 2), len(keys))
         records = np.bincount(groups, minlength=len(keys))
         t3 = time.perf_counter()
         for g in np.flatnonzero(records).tolist():
@@ -223,11 +220,12 @@ def measure_update_path(
         "wall_s": wall,
         "cpu_per_wall": cpu / wall,
         "updates_per_batch": sum(len(b.updates) for b in out) / len(out),
-        "hash_fields_per_event": fields / n,
+        "hash_fields_per_event": fields / len(encoded.values),
     }
     for name, seconds in parts.items():
         result[f"{name}_us_per_event"] = seconds / n * 1e6
-    # Whatever the handler does beyond the parts (max event time per source, Update objects).
+    # Whatever the handler does beyond the parts (max event time per source, Update objects);
+    # two passes apart, so it carries both passes' timing noise and can come out below 0.
     result["other_us_per_event"] = result["us_per_event"] - sum(parts.values()) / n * 1e6
     return result, out
 
@@ -238,7 +236,7 @@ def measure_update_path(
 def redis_fields(layout: DriftLayout, x: npt.ArrayLike) -> dict[bytes, bytes]:
     """A window's Redis hash after counting the rows of *x* (as ``HGETALL`` returns it)."""
     rows = np.asarray(x, dtype=np.float64)
-    ints, floats = layout.readings(rows, np.zeros(len(rows), dtype=np.int64), 1)
+    ints, floats = layout.readings(rows, [np.zeros(len(rows), dtype=np.int64)], 1)
     i, f = layout.fields(ints[0], floats[0])
     return {k.encode(): str(v).encode() for k, v in i.items()} | {
         k.encode(): repr(v).encode() for k, v in f.items()
@@ -455,16 +453,26 @@ def agreement(
 
 
 def measure_redis_apply(
-    redis_url: str, batches: Sequence[Updates], encoded: Encoded, options: DriftBenchOptions
+    redis_url: str,
+    batches: Sequence[Updates],
+    encoded: Encoded,
+    options: DriftBenchOptions,
+    redis_pid: int | None = None,
 ) -> dict[str, float]:
-    """Events/s of ``WindowStore.apply`` for the update path's batches (one Lua script per batch)."""
+    """``WindowStore.apply`` of the update path's batches (a Lua script each), then ``read`` of each window.
+
+    Client CPU is this process's; server CPU is read from ``/proc`` when *redis_pid* is given.
+    """
     from redis.asyncio import Redis
 
     from rigwatch.windowstore import WindowStore
 
     namespace = f"rigwatch:bench-{uuid.uuid4().hex[:8]}"
+    windows = sorted({(u.subject, u.start_ms) for b in batches for u in b.updates})
+    server = (lambda: _cpu_seconds(redis_pid)) if redis_pid else (lambda: math.nan)
+    out: dict[str, float] = {}
 
-    async def run() -> float:
+    async def run() -> None:
         redis = Redis.from_url(redis_url)
         store = WindowStore(
             redis,
@@ -474,26 +482,34 @@ def measure_redis_apply(
             idle_ms=options.idle_ms,
         )
         try:
-            started = time.perf_counter()
+            wall, cpu, srv = time.perf_counter(), time.process_time(), server()
             for i, batch in enumerate(batches):
                 first, last = i * options.batch, min((i + 1) * options.batch, len(encoded.values)) - 1
                 source = SourceBatch("bench/0", first, last, batch.max_event_ms.get("bench/0", -1))
                 await store.apply([source], batch.updates, int(time.time() * 1000), ["bench/0"])
-            return time.perf_counter() - started
+            out["apply_s"] = time.perf_counter() - wall
+            out["apply_client_cpu_s"] = time.process_time() - cpu
+            out["apply_server_cpu_s"] = server() - srv
+            wall, cpu = time.perf_counter(), time.process_time()
+            for subject, start in windows:
+                await store.read(subject, start)
+            out["read_s"] = time.perf_counter() - wall
+            out["read_client_cpu_s"] = time.process_time() - cpu
         finally:
             keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
             for i in range(0, len(keys), 500):
                 await redis.delete(*keys[i : i + 500])
             await redis.aclose()
 
-    cpu = time.process_time()
-    seconds = asyncio.run(run())
-    cpu = time.process_time() - cpu
+    asyncio.run(run())
     n = len(encoded.values)
     return {
-        "events_per_s": n / seconds,
-        "us_per_event": seconds / n * 1e6,
-        "client_cpu_share": cpu / seconds,
+        "events_per_s": n / out["apply_s"],
+        "us_per_event": out["apply_s"] / n * 1e6,
+        "client_cpu_us_per_event": out["apply_client_cpu_s"] / n * 1e6,
+        "server_cpu_us_per_event": out["apply_server_cpu_s"] / n * 1e6,
+        "read_ms_per_window": out["read_s"] / len(windows) * 1e3,
+        "read_client_cpu_ms_per_window": out["read_client_cpu_s"] / len(windows) * 1e3,
         "updates": float(sum(len(b.updates) for b in batches)),
     }
 
@@ -563,6 +579,7 @@ class _Sample:
     readings_in_windows: int = 0
     readings_after_first: int = 0
     late: float = 0.0
+    cpu_at_first: float = math.nan
     cpu_busy: list[float] = field(default_factory=list)
 
 
@@ -649,6 +666,7 @@ class _EndToEnd:
                 )
                 threads = _thread_cpu(child.pid)
                 cpu = _cpu_seconds(child.pid)
+                final = None if port is None else _scrape_after(port)
             finally:
                 code = _stop(child)
         after = {name: _cpu_seconds(pid) for name, pid in stack.items()}
@@ -674,17 +692,17 @@ class _EndToEnd:
             "windows_possible": float(at_most),
             "late_records": sample.late,
             "child_cpu_s": cpu,
+            "child_startup_cpu_s": sample.cpu_at_first,
             "child_cpu_pct_busy": float(np.mean(sample.cpu_busy)) if sample.cpu_busy else math.nan,
-            "child_cpu_us_per_event": cpu / n * 1e6,
+            # CPU from the first applied batch on (start-up's imports and group join left out).
+            "child_cpu_us_per_event": (cpu - sample.cpu_at_first) / n * 1e6,
             "exit_code_ok": float(code == 0),
         }
         for name, seconds in threads.items():
             result[f"child_cpu_share.{name}"] = seconds / cpu if cpu else math.nan
-        if port is not None:
-            last = _scrape_after(port)
-            if last is not None:
-                result["handle_s_per_busy_s"] = last["rigwatch_drift_batch_seconds_sum"] / busy
-                result["handle_us_per_event"] = last["rigwatch_drift_batch_seconds_sum"] / n * 1e6
+        if final is not None:
+            result["handle_s_per_busy_s"] = final["rigwatch_drift_batch_seconds_sum"] / busy
+            result["handle_us_per_event"] = final["rigwatch_drift_batch_seconds_sum"] / n * 1e6
         for name in stack:
             result[f"{name}_cpu_s"] = after[name] - before[name]
         return result
@@ -736,21 +754,21 @@ class _EndToEnd:
             next_probe = now + 0.1
             if port is None:
                 port = _metrics_port(log_path)
+            cpu = _cpu_seconds(child.pid)
             if port is not None and math.isnan(sample.all_consumed):
                 metrics = _scrape_after(port)
                 consumed = 0.0 if metrics is None else metrics["rigwatch_drift_events_in_total"]
                 if consumed > 0 and math.isnan(sample.first_consumed):
-                    sample.first_consumed = now
+                    sample.first_consumed, sample.cpu_at_first = now, cpu
                 if consumed >= n:
                     sample.all_consumed = now
                     self.say(f"    all {n:,} readings consumed after {now - sample.launched:.1f} s")
-            cpu = _cpu_seconds(child.pid)
             if not math.isnan(sample.first_consumed):
                 sample.cpu_busy.append(100 * (cpu - last_cpu[1]) / (now - last_cpu[0]))
             last_cpu = (now, cpu)
         if math.isnan(sample.first_consumed):
             # No metrics endpoint found: fall back to the first window (then startup is overstated).
-            sample.first_consumed = sample.first_window
+            sample.first_consumed, sample.cpu_at_first = sample.first_window, 0.0
         if math.isnan(sample.all_consumed):
             sample.all_consumed = sample.last_window
         return port
@@ -805,6 +823,34 @@ def top_functions(profile_path: Path, limit: int = 15) -> list[dict[str, Any]]:
         )
     rows.sort(key=lambda r: -float(r["tottime_s"]))
     return rows[:limit]
+
+
+#: Processor functions whose cumulative profiled time says where the child's time goes.
+KEY_FUNCTIONS = (
+    ("services/drift/app.py", "handle", "batch: decode + count + Redis apply"),
+    ("services/drift/handler.py", "readings", "  DriftHandler.readings"),
+    ("rigwatch/windowstore.py", "apply", "  WindowStore.apply (argument building + Lua)"),
+    ("services/drift/app.py", "close_and_emit", "close and emit windows"),
+    ("rigwatch/windowstore.py", "read", "  WindowStore.read (HGETALL)"),
+    ("services/drift/handler.py", "window", "  DriftHandler.window"),
+    ("rigwatch/drift/evaluate.py", "evaluate", "    evaluate()"),
+    ("rigwatch/drift/stats.py", "null_threshold", "    null-threshold bootstrap (cold)"),
+    ("redis/asyncio/connection.py", "pack_command", "redis-py: packing commands"),
+    ("redis/_parsers/resp3.py", "_read_response", "redis-py: parsing replies (RESP3)"),
+    ("redis/_parsers/resp2.py", "_read_response", "redis-py: parsing replies (RESP2)"),
+)
+
+
+def key_functions(profile_path: Path) -> dict[str, Any]:
+    """Cumulative profiled seconds of :data:`KEY_FUNCTIONS` (coroutines: while running, not awaiting)."""
+    stats = pstats.Stats(str(profile_path), stream=io.StringIO())
+    found: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _calls, _tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        for suffix, function, label in KEY_FUNCTIONS:
+            if filename.endswith(suffix) and name == function:
+                found[label] = max(found.get(label, 0.0), float(cumtime))
+    ordered = {label: found[label] for _, _, label in KEY_FUNCTIONS if label in found}
+    return {"total_s": float(stats.total_tt), "cumulative_s": ordered}  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- the run and its report
@@ -869,7 +915,10 @@ def run_drift_bench(
             agree = agreement(profile, DriftLayout(profile), batches, windows, options.min_count)
         if e2e is not None and settings is not None and settings.redis_url:
             say(f"{tag} Redis: WindowStore.apply of the same updates ...")
-            runs["redis_apply"].append(measure_redis_apply(settings.redis_url, batches, encoded, options))
+            redis_pid = _stack_pids(settings).get("redis")
+            runs["redis_apply"].append(
+                measure_redis_apply(settings.redis_url, batches, encoded, options, redis_pid)
+            )
             say(f"    {runs['redis_apply'][-1]['events_per_s']:,.0f} events/s")
             say(f"{tag} end to end: rigwatch drift on {options.events:,} preloaded readings ...")
             runs["end_to_end"].append(e2e.run(encoded, profile.model_version))
@@ -882,6 +931,7 @@ def run_drift_bench(
         profiled = {"file": str(path), "events_per_s": figures["events_per_s"]}
         if path.exists():
             profiled["top_by_own_time"] = top_functions(path)
+            profiled["key_functions"] = key_functions(path)
     result: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "options": {k: str(v) for k, v in options.__dict__.items()},
@@ -990,8 +1040,13 @@ def markdown(result: Mapping[str, Any]) -> str:
             "| Redis: WindowStore.apply of the update path's batches (one Lua script each) | value |",
             "|---|---|",
             f"| events/s | {_fmt(r['events_per_s'], ',.0f')} |",
-            f"| µs/event | {_fmt(r['us_per_event'], '.1f')} |",
-            f"| client CPU / wall (argument building in Python) | {_fmt(r['client_cpu_share'], '.2f')} |",
+            f"| µs/event wall | {_fmt(r['us_per_event'], '.1f')} |",
+            "| µs/event client CPU (redis-py packing the arguments) | "
+            f"{_fmt(r['client_cpu_us_per_event'], '.1f')} |",
+            "| µs/event Redis server CPU (Lua HINCRBY / HINCRBYFLOAT) | "
+            f"{_fmt(r['server_cpu_us_per_event'], '.1f')} |",
+            f"| emitter read (HGETALL) ms per window, wall | {_fmt(r['read_ms_per_window'], '.2f')} |",
+            f"| emitter read ms per window, client CPU | {_fmt(r['read_client_cpu_ms_per_window'], '.2f')} |",
         ]
     e = result.get("end_to_end") or {}
     if e:
@@ -1003,9 +1058,16 @@ def markdown(result: Mapping[str, Any]) -> str:
             ("start-up s (process start → first batch applied)", "startup_s", ".1f"),
             ("first window s after process start", "first_window_s", ".1f"),
             ("drain s (all consumed → last window)", "drain_s", ".1f"),
-            ("windows", "windows", ",.0f"),
+            ("windows emitted", "windows", ",.0f"),
+            (
+                "windows in the data (all close once every source is idle, if the store does that)",
+                "windows_possible",
+                ",.0f",
+            ),
+            ("readings in emitted model-version windows", "readings_in_windows", ",.0f"),
             ("late records", "late_records", ",.0f"),
-            ("child CPU µs/event", "child_cpu_us_per_event", ".1f"),
+            ("child CPU µs/event (from the first batch applied on)", "child_cpu_us_per_event", ".1f"),
+            ("child CPU s before the first batch (start-up)", "child_startup_cpu_s", ".1f"),
             ("child CPU % while busy", "child_cpu_pct_busy", ".0f"),
             ("child CPU share: Python main thread", "child_cpu_share.main", ".2f"),
             ("child CPU share: librdkafka threads", "child_cpu_share.librdkafka", ".2f"),
@@ -1013,12 +1075,27 @@ def markdown(result: Mapping[str, Any]) -> str:
             ("handle() µs/event", "handle_us_per_event", ".1f"),
             ("Redis server CPU s", "redis_cpu_s", ".1f"),
             ("broker CPU s", "broker_cpu_s", ".1f"),
+            ("child exited 0 after SIGTERM (1 = yes)", "exit_code_ok", ".0f"),
         ]
         lines += ["", "| end to end: rigwatch drift through the broker and Redis | value |", "|---|---|"]
         lines += [f"| {label} | {_fmt(e.get(key), spec)} |" for label, key, spec in rows if key in e]
     prof = result.get("profile") or {}
+    if prof.get("key_functions"):
+        keys = prof["key_functions"]
+        lines += [
+            "",
+            f"Profiled child (cProfile, {prof['file']}; {prof['events_per_s']:,.0f} events/s under the "
+            f"profiler), {keys['total_s']:.1f} s profiled:",
+            "",
+            "| function | cumulative s | share |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {label} | {seconds:.2f} | {seconds / keys['total_s']:.0%} |"
+            for label, seconds in keys["cumulative_s"].items()
+        ]
     if prof.get("top_by_own_time"):
-        lines += ["", f"Profiled child (cProfile, {prof['file']}), top by own time:", ""]
+        lines += ["", "Top by own time:", ""]
         lines += ["| function | calls | own s | cumulative s |", "|---|---|---|---|"]
         lines += [
             f"| {row['function']} | {row['calls']:,} | {row['tottime_s']:.2f} | {row['cumtime_s']:.2f} |"

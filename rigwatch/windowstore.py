@@ -27,6 +27,7 @@ import math
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from redis.asyncio import Redis
@@ -212,11 +213,10 @@ class WindowStore:
         argv.append(len(updates))
         for u in updates:
             argv += [u.subject, u.start_ms, u.records, len(u.ints)]
-            for name, value in u.ints.items():
-                argv += [name, value]
+            argv.extend(chain.from_iterable(u.ints.items()))
             argv.append(len(u.floats))
-            for name, fvalue in u.floats.items():
-                argv += [name, repr(fvalue)]
+            # redis-py writes a float with repr(): exact round trip.
+            argv.extend(chain.from_iterable(u.floats.items()))
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
         result = await self._apply(keys=keys, args=argv)
         if result[0] == b"stale":

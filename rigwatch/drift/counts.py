@@ -13,7 +13,7 @@ A :class:`DriftLayout` names every slot. Integer slots are hash fields
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,8 @@ class DriftLayout:
         )
         self.n_int = sum(sizes.values())
         self.n_float = n_feat + n_feat * self.k_fine + 1
-        self._int_names = [str(i) for i in range(self.n_int)]
-        self._float_names = [f"f{i}" for i in range(self.n_float)]
+        self._int_names = np.array([str(i) for i in range(self.n_int)], dtype=object)
+        self._float_names = np.array([f"f{i}" for i in range(self.n_float)], dtype=object)
 
     @staticmethod
     def _offsets(sizes: Mapping[str, int]) -> dict[str, slice]:
@@ -108,15 +108,21 @@ class DriftLayout:
 
     # ------------------------------------------------------------ batch -> counts
 
-    def readings(self, x: npt.ArrayLike, groups: npt.ArrayLike, n_groups: int) -> tuple[IntArray, FloatArray]:
+    def readings(
+        self, x: npt.ArrayLike, groupings: Sequence[npt.ArrayLike], n_groups: int
+    ) -> tuple[IntArray, FloatArray]:
         """Counts a batch of readings adds to each of ``n_groups`` windows.
 
         Parameters
         ----------
         x
             ``(n, F)`` features in model order, ``NaN`` where missing.
-        groups
-            ``(n,)`` group (window and subject) of each row, in ``[0, n_groups)``.
+        groupings
+            One or more ``(n,)`` arrays: the group (window and subject) of each
+            row in ``[0, n_groups)``; a row counts once in each grouping (e.g.
+            its model version's window and its rig's). Values are binned once.
+        n_groups
+            Number of groups.
 
         Returns
         -------
@@ -124,39 +130,42 @@ class DriftLayout:
             ``(ints (n_groups, n_int), floats (n_groups, n_float))``.
         """
         x = np.asarray(x, dtype=np.float64)
-        g = np.asarray(groups, dtype=np.int64)
-        p = self.profile
-        n_feat = x.shape[1]
+        p, s, f = self.profile, self.int_slots, self.float_slots
+        n = x.shape[0]
         present = ~np.isnan(x)
-        feat = np.arange(n_feat)
-        row = (g * self.n_int)[:, None]
-        s = self.int_slots
-        coarse = row + s["coarse"].start + feat * self.k_coarse + _bins(x, p.coarse_edges)
-        fine_bin = _bins(x, p.fine_edges)
-        fine = row + s["fine"].start + feat * self.k_fine + fine_bin
-        per_feature = row + feat
-        index = np.concatenate(
+        pr, pj = np.nonzero(present)
+        mr, mj = np.nonzero(~present)
+        values = x[pr, pj]
+        fine_bin = s["fine"].start + pj * self.k_fine + _bins(x, p.fine_edges)[pr, pj]
+        low, high = values < p.low[pj], values > p.high[pj]
+        # Slot of every count a row adds, and the row it belongs to: group-independent.
+        slots = np.concatenate(
             [
-                g * self.n_int + s["readings"].start,
-                coarse[present],
-                fine[present],
-                (per_feature + s["missing"].start)[~present],
-                (per_feature + s["below"].start)[present & (x < p.low)],
-                (per_feature + s["above"].start)[present & (x > p.high)],
+                np.full(n, s["readings"].start),
+                s["coarse"].start + pj * self.k_coarse + _bins(x, p.coarse_edges)[pr, pj],
+                fine_bin,
+                s["missing"].start + mj,
+                s["below"].start + pj[low],
+                s["above"].start + pj[high],
             ]
         )
-        ints = np.bincount(index, minlength=n_groups * self.n_int).reshape(n_groups, self.n_int)
-        f = self.float_slots
-        frow = (g * self.n_float)[:, None]
-        findex = np.concatenate(
-            [
-                (frow + f["sums"].start + feat)[present],
-                (frow + f["fine_sums"].start + feat * self.k_fine + fine_bin)[present],
-            ]
+        rows = np.concatenate([np.arange(n), pr, pr, mr, pr[low], pr[high]])
+        fslots = np.concatenate([f["sums"].start + pj, f["fine_sums"].start + (fine_bin - s["fine"].start)])
+        weights = np.concatenate([values, values])
+        frows = np.concatenate([pr, pr])
+        gs = [np.asarray(g, dtype=np.int64) for g in groupings]
+        ints = np.bincount(
+            np.concatenate([g[rows] * self.n_int + slots for g in gs]), minlength=n_groups * self.n_int
         )
-        values = np.concatenate([x[present], x[present]])
-        floats = np.bincount(findex, weights=values, minlength=n_groups * self.n_float)
-        return ints.astype(np.int64), floats.reshape(n_groups, self.n_float).astype(np.float64)
+        floats = np.bincount(
+            np.concatenate([g[frows] * self.n_float + fslots for g in gs]),
+            weights=np.tile(weights, len(gs)),
+            minlength=n_groups * self.n_float,
+        )
+        return (
+            ints.reshape(n_groups, self.n_int).astype(np.int64),
+            floats.reshape(n_groups, self.n_float).astype(np.float64),
+        )
 
     def predictions(
         self,
@@ -194,8 +203,8 @@ class DriftLayout:
         nz = np.flatnonzero(ints)
         fz = np.flatnonzero(floats)
         return (
-            dict(zip([self._int_names[i] for i in nz], ints[nz].tolist(), strict=True)),
-            dict(zip([self._float_names[i] for i in fz], floats[fz].tolist(), strict=True)),
+            dict(zip(self._int_names[nz].tolist(), ints[nz].tolist(), strict=True)),
+            dict(zip(self._float_names[fz].tolist(), floats[fz].tolist(), strict=True)),
         )
 
     def totals(self, hash_fields: Mapping[Any, Any]) -> WindowTotals:

@@ -96,6 +96,7 @@ class DriftProcessor:
         sealed = await self.store.sealed()
         if not sealed:
             return 0
+        loop = asyncio.get_running_loop()
         detectors: dict[str, Any] = {}
         done = []
         for subject, start in sealed:
@@ -105,13 +106,17 @@ class DriftProcessor:
             fields, late = await self.store.read(subject, start)
             # Late records not yet reported go with the subject's first window of this round only.
             late = late if first_of_subject else 0
-            record = self.handler.window(subject, start, fields, late, detectors[subject])
+            # Off the event loop: the first window at a new count bootstraps its null
+            # thresholds (seconds), and the consumer must keep its group membership meanwhile.
+            record = await loop.run_in_executor(
+                None, self.handler.window, subject, start, fields, late, detectors[subject]
+            )
             self.producer.produce(
                 self.metrics_topic, self.codecs.metric_window.encode(record), key=f"drift/{subject}"
             )
             # State as of this window: a crash before its finish() re-emits it from here.
             done.append((subject, start, late, self.handler.dump_detectors(detectors[subject]), record))
-        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        await loop.run_in_executor(None, self.producer.flush)
         for subject, start, late, state, record in done:
             await self.store.finish(subject, start, late, (subject, state))
             self.metrics.observe_window(record, self.handler.profile.features)

@@ -17,9 +17,8 @@ from rigwatch.drift.profile import DriftProfile
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec import BatchDecoder
 from rigwatch.windowstore import Update
-from services.scorer.handler import feature_matrix
 
-__all__ = ["DriftHandler", "Updates", "segment"]
+__all__ = ["DriftHandler", "Updates", "segment", "window_groups"]
 
 
 def segment(rig_id: str) -> str:
@@ -34,6 +33,19 @@ class Updates:
     updates: list[Update]
     max_event_ms: dict[str, int]
     undecodable: int = 0
+
+
+def window_groups(
+    times: np.ndarray, rigs: Sequence[str], size_ms: int, version: str
+) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+    """``(subject, window start)`` keys, and per row its version group and its rig segment group."""
+    starts = times - times % size_ms
+    uniq_starts, start_idx = np.unique(starts, return_inverse=True)
+    uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
+    n_windows = len(uniq_starts)
+    keys = [(version, int(s)) for s in uniq_starts]
+    keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
+    return keys, start_idx, n_windows + rig_idx * n_windows + start_idx
 
 
 def _max_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
@@ -70,20 +82,6 @@ class DriftHandler:
 
     # ------------------------------------------------------------ batches -> updates
 
-    def _groups(
-        self, times: np.ndarray, rigs: Sequence[str]
-    ) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
-        """Window starts and subject groups: per row, its version group and its segment group."""
-        starts = times - times % self.size_ms
-        uniq_starts, start_idx = np.unique(starts, return_inverse=True)
-        uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
-        n_windows = len(uniq_starts)
-        keys = [(self.profile.model_version, int(s)) for s in uniq_starts]
-        keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
-        version_group = start_idx
-        segment_group = n_windows + rig_idx * n_windows + start_idx
-        return keys, version_group, segment_group
-
     def _updates(
         self, keys: list[tuple[str, int]], ints: np.ndarray, floats: np.ndarray, records: np.ndarray
     ) -> list[Update]:
@@ -106,12 +104,16 @@ class DriftHandler:
         if self._columns is None:
             names = batch.double_names
             self._columns = np.array([names.index(f) for f in self.profile.features], dtype=np.intp)
-        x, _ = feature_matrix(batch.doubles, self._columns)
+        # float64, as the reference edges and ranges were computed: float32 would move
+        # values sitting on an edge into the next bin.
+        x = batch.doubles[:, self._columns]
+        x = np.where(np.isfinite(x), x, np.nan)
         times = batch.longs["event_time"]
-        keys, version_group, segment_group = self._groups(times, batch.strings["rig_id"])
-        groups = np.concatenate([version_group, segment_group])
-        ints, floats = self.layout.readings(np.vstack([x, x]), groups, len(keys))
-        records = np.bincount(groups, minlength=len(keys))
+        keys, version_group, segment_group = window_groups(
+            times, batch.strings["rig_id"], self.size_ms, self.profile.model_version
+        )
+        ints, floats = self.layout.readings(x, [version_group, segment_group], len(keys))
+        records = np.bincount(np.concatenate([version_group, segment_group]), minlength=len(keys))
         row_sources = [sources[i] for i in batch.index.tolist()]
         return Updates(
             self._updates(keys, ints, floats, records),
@@ -136,7 +138,9 @@ class DriftHandler:
         if not decoded:
             return Updates([], {}, bad)
         times = np.array([r["event_time"] for r in decoded], dtype=np.int64)
-        keys, version_group, segment_group = self._groups(times, [r["rig_id"] for r in decoded])
+        keys, version_group, segment_group = window_groups(
+            times, [r["rig_id"] for r in decoded], self.size_ms, self.profile.model_version
+        )
         groups = np.concatenate([version_group, segment_group])
         cls = np.array([self._class_index[r["predicted_label"]] for r in decoded] * 2)
         conf = np.array([r["confidence"] for r in decoded] * 2, dtype=np.float64)

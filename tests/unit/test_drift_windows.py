@@ -35,7 +35,7 @@ def features(real_dataset, real_model) -> np.ndarray:
 
 
 def _window(layout: DriftLayout, x: np.ndarray):
-    ints, floats = layout.readings(x, np.zeros(len(x), dtype=int), 1)
+    ints, floats = layout.readings(x, [np.zeros(len(x), dtype=int)], 1)
     i, f = layout.fields(ints[0], floats[0])
     # As Redis returns a hash: bytes keys and values.
     return layout.totals({k.encode(): str(v).encode() for k, v in (i | f).items()})
@@ -48,7 +48,7 @@ def test_batch_counts_per_group_equal_direct_histograms(profile, features) -> No
     x[rng.random(x.shape) < 0.02] = np.nan
     x[:5, 0] = profile.high[0] + 1.0
     groups = rng.integers(3, size=500)
-    ints, floats = layout.readings(x, groups, 3)
+    ints, floats = layout.readings(x, [groups], 3)
     s, f = layout.int_slots, layout.float_slots
     for g in range(3):
         rows = x[groups == g]
@@ -71,7 +71,7 @@ def test_window_totals_are_the_sum_of_its_batches(profile, features) -> None:
     whole = _window(layout, x)
     merged: dict[str, float] = {}
     for part in (x[:120], x[120:]):
-        ints, floats = layout.readings(part, np.zeros(len(part), dtype=int), 1)
+        ints, floats = layout.readings(part, [np.zeros(len(part), dtype=int)], 1)
         i, f = layout.fields(ints[0], floats[0])
         for key, value in (i | f).items():
             merged[key] = merged.get(key, 0) + value
