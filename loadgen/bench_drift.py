@@ -100,10 +100,10 @@ class DriftBenchOptions:
     repeats: int = 3
     batch: int = 2000
     rigs: int = 4
-    interval_ms: int = 100
+    interval_ms: int = 10
     window_ms: int = 30_000
     lateness_ms: int = 5_000
-    idle_ms: int = 2_000
+    idle_ms: int = 10_000
     min_count: int = 30
     partitions: int = 4
     #: Readings per closed window timed by ``window_close`` (a segment, a model-version window, a big one).

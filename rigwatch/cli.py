@@ -349,9 +349,15 @@ def bench_scorer(
 @bench_app.command("drift")
 def bench_drift(
     data: DataOption = None,
-    events: Annotated[
-        int, typer.Option(min=2000, help="Readings per run (simulated event times 100 ms apart, 4 rigs).")
-    ] = 100_000,
+    events: Annotated[int, typer.Option(min=2000, help="Readings per run (4 rigs).")] = 100_000,
+    interval_ms: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Simulated event time between readings: 100 gives 300 readings per 30 s window "
+            "(window emission dominates), 1 gives 30,000 (a 1,000/s stream).",
+        ),
+    ] = 10,
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of every measurement.")] = 3,
     end_to_end: Annotated[
         bool,
@@ -382,7 +388,12 @@ def bench_drift(
         model_dir = train(dataset, num_threads=1).write(out / "model")
         _say(f"model: {model_dir} trained on {dataset.source}")
         options = DriftBenchOptions(
-            events=events, repeats=repeats, end_to_end=end_to_end, profile=profile, out=out
+            events=events,
+            repeats=repeats,
+            interval_ms=interval_ms,
+            end_to_end=end_to_end,
+            profile=profile,
+            out=out,
         )
         if not end_to_end:
             run_drift_bench(None, dataset, model_dir, options, say=_say)
