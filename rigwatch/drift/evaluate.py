@@ -27,10 +27,6 @@ PER_FEATURE = (
 )
 
 
-def _ratio(value: Any, threshold: Any) -> Any:
-    return np.asarray(value) / np.maximum(np.asarray(threshold), MIN_PSI_THRESHOLD)
-
-
 def evaluate(
     profile: DriftProfile, totals: WindowTotals, min_count: int
 ) -> tuple[dict[str, float], dict[str, Any]]:
