@@ -58,7 +58,7 @@ from rigwatch.codec import Codec
 from rigwatch.config import Settings
 from rigwatch.data import FEATURES, Dataset
 from rigwatch.drift.counts import DriftLayout
-from rigwatch.drift.evaluate import evaluate
+from rigwatch.drift.evaluate import PER_FEATURE, evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
 from rigwatch.model import ModelPackage
@@ -75,17 +75,8 @@ __all__ = [
     "summarize",
 ]
 
-#: Per-feature statistics the baseline recomputes, named as in ``evaluate()``'s metrics.
-BASELINE_STATISTICS = (
-    "psi",
-    "js",
-    "ks",
-    "ks_p",
-    "wasserstein",
-    "missing_rate",
-    "out_of_range_rate",
-    "mean_shift",
-)
+#: Per-feature statistics the baseline recomputes: evaluate()'s, less the ratio to the null threshold.
+BASELINE_STATISTICS = tuple(name for name in PER_FEATURE if name != "psi_ratio")
 _TICKS = os.sysconf("SC_CLK_TCK")
 #: Least wall time of one timed in-process measurement (passes over the batches repeat).
 MIN_TIMED_S = 1.0
