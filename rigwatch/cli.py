@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -301,6 +303,30 @@ def demo(
         raise _fail(exc) from exc
 
 
+def _bench_model(data: Path | None, out: Path) -> tuple[Any, Path]:
+    """The bench's data and a model trained afresh on it (0.2 s), so the figures do not
+    depend on whichever package happens to be in RIGWATCH_MODEL_DIR."""
+    from rigwatch.data import resolve_data
+    from rigwatch.model import train
+
+    dataset = resolve_data(data, progress=_say)
+    model_dir = train(dataset, num_threads=1).write(out / "model")
+    _say(f"model: {model_dir} trained on {dataset.source}")
+    return dataset, model_dir
+
+
+@contextmanager
+def _bench_stack(model_dir: Path) -> Iterator[Settings]:
+    """Settings bound to a running stack (started if needed, stopped after) and *model_dir*."""
+    from rigwatch.stack import running_stack
+
+    settings = Settings()
+    with running_stack(settings) as ends:
+        yield settings.model_copy(
+            update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
+        )
+
+
 @bench_app.command("scorer")
 def bench_scorer(
     data: DataOption = None,
@@ -319,28 +345,17 @@ def bench_scorer(
     with min–max over the repeats, ratios taken within each repeat.
     """
     from loadgen.bench import WORKERS, BenchOptions, run_scorer_bench
-    from rigwatch.data import resolve_data
-    from rigwatch.model import train
-    from rigwatch.stack import running_stack
 
     chosen = tuple(w.strip() for w in workers.split(","))
     unknown = [w for w in chosen if w not in WORKERS]
     if unknown:
         raise typer.BadParameter(f"unknown worker(s) {unknown}; expected some of {list(WORKERS)}")
-    settings = Settings()
     try:
-        dataset = resolve_data(data, progress=_say)
-        # The model of the replayed data, trained afresh (0.2 s): the figures do not depend
-        # on whichever package happens to be in RIGWATCH_MODEL_DIR.
-        model_dir = train(dataset, num_threads=1).write(out / "model")
-        _say(f"model: {model_dir} trained on {dataset.source}")
+        dataset, model_dir = _bench_model(data, out)
         options = BenchOptions(
             events=events, repeats=repeats, rate=rate, duration=duration, out=out, workers=chosen
         )
-        with running_stack(settings) as ends:
-            bound = settings.model_copy(
-                update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
-            )
+        with _bench_stack(model_dir) as bound:
             run_scorer_bench(bound, dataset, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc
@@ -378,15 +393,9 @@ def bench_drift(
     runs `rigwatch drift` as a child process on fresh topics. Medians with min–max over the repeats.
     """
     from loadgen.bench_drift import DriftBenchOptions, run_drift_bench
-    from rigwatch.data import resolve_data
-    from rigwatch.model import train
-    from rigwatch.stack import running_stack
 
-    settings = Settings()
     try:
-        dataset = resolve_data(data, progress=_say)
-        model_dir = train(dataset, num_threads=1).write(out / "model")
-        _say(f"model: {model_dir} trained on {dataset.source}")
+        dataset, model_dir = _bench_model(data, out)
         options = DriftBenchOptions(
             events=events,
             repeats=repeats,
@@ -398,10 +407,7 @@ def bench_drift(
         if not end_to_end:
             run_drift_bench(None, dataset, model_dir, options, say=_say)
             return
-        with running_stack(settings) as ends:
-            bound = settings.model_copy(
-                update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url, "model_dir": model_dir}
-            )
+        with _bench_stack(model_dir) as bound:
             run_drift_bench(bound, dataset, model_dir, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc

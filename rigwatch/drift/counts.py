@@ -172,29 +172,37 @@ class DriftLayout:
         class_index: npt.ArrayLike,
         confidence: npt.ArrayLike,
         same_version: npt.ArrayLike,
-        groups: npt.ArrayLike,
+        groupings: Sequence[npt.ArrayLike],
         n_groups: int,
     ) -> tuple[IntArray, FloatArray]:
-        """Counts a batch of predictions adds; another version's are only counted."""
+        """Counts a batch of predictions adds (groupings as :meth:`readings`).
+
+        Predictions of another model version are only counted.
+        """
         cls = np.asarray(class_index, dtype=np.int64)
         conf = np.asarray(confidence, dtype=np.float64)
         mine = np.asarray(same_version, dtype=bool)
-        g = np.asarray(groups, dtype=np.int64)
         s = self.int_slots
-        row = g * self.n_int
         conf_bin = np.searchsorted(self.profile.confidence_inner_edges, conf, side="left")
-        index = np.concatenate(
+        slots = np.concatenate(
             [
-                (row + s["predictions"].start)[mine],
-                (row + s["classes"].start + cls)[mine],
-                (row + s["confidence"].start + conf_bin)[mine],
-                (row + s["other_version"].start)[~mine],
+                np.full(int(mine.sum()), s["predictions"].start),
+                s["classes"].start + cls[mine],
+                s["confidence"].start + conf_bin[mine],
+                np.full(int((~mine).sum()), s["other_version"].start),
             ]
         )
-        ints = np.bincount(index, minlength=n_groups * self.n_int).reshape(n_groups, self.n_int)
+        rows = np.concatenate([np.flatnonzero(mine)] * 3 + [np.flatnonzero(~mine)])
+        gs = [np.asarray(g, dtype=np.int64) for g in groupings]
+        ints = np.bincount(
+            np.concatenate([g[rows] * self.n_int + slots for g in gs]), minlength=n_groups * self.n_int
+        )
+        conf_sums = np.bincount(
+            np.concatenate([g[mine] for g in gs]), weights=np.tile(conf[mine], len(gs)), minlength=n_groups
+        )
         floats = np.zeros((n_groups, self.n_float))
-        np.add.at(floats[:, self.float_slots["confidence_sum"].start], g[mine], conf[mine])
-        return ints.astype(np.int64), floats
+        floats[:, self.float_slots["confidence_sum"].start] = conf_sums
+        return ints.reshape(n_groups, self.n_int).astype(np.int64), floats
 
     # ------------------------------------------------------------ counts <-> hash fields
 

@@ -96,6 +96,11 @@ class DriftProfile:
         """Inner edges of the confidence histogram (outer bins open-ended)."""
         return self.confidence_edges[1:-1]
 
+    @property
+    def confidence_centres(self) -> npt.NDArray[np.float64]:
+        """Centre of each confidence bin (what a bin's predictions stand for)."""
+        return (self.confidence_edges[:-1] + self.confidence_edges[1:]) / 2
+
     @cached_property
     def feature_psi_null(self) -> NullThresholds:
         """Per-feature PSI thresholds at the Bonferroni level ``1 - ALPHA / F``."""
@@ -124,8 +129,7 @@ class DriftProfile:
     @cached_property
     def confidence_psi_null(self) -> NullThresholds:
         """PSI threshold of the confidence histogram (level ``1 - ALPHA``)."""
-        centres = (self.confidence_edges[:-1] + self.confidence_edges[1:]) / 2
-        sample = np.repeat(centres, self.confidence_expected.astype(int))
+        sample = np.repeat(self.confidence_centres, self.confidence_expected.astype(int))
         return NullThresholds(
             sample,
             "psi",

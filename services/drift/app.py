@@ -72,12 +72,13 @@ class DriftProcessor:
             sources = [_source(e.message) for e in fresh]
             handle = self.handler.readings if which == "readings" else self.handler.predictions
             updates = handle(values, sources)
+            spans = _sources(fresh, updates)
             try:
-                late = await self.store.apply(_sources(fresh, updates), updates.updates, _now_ms(), assigned)
+                late = await self.store.apply(spans, updates.updates, _now_ms(), assigned)
             except StaleBatch as exc:
                 log.info("%s; reloading applied offsets", exc)
                 continue
-            for batch in _sources(fresh, updates):
+            for batch in spans:
                 self._applied[batch.source] = batch.last_offset
             topic = fresh[0].message.topic
             self.metrics.events_in.labels(topic).inc(len(fresh))

@@ -141,12 +141,11 @@ class DriftHandler:
         keys, version_group, segment_group = window_groups(
             times, [r["rig_id"] for r in decoded], self.size_ms, self.profile.model_version
         )
-        groups = np.concatenate([version_group, segment_group])
-        cls = np.array([self._class_index[r["predicted_label"]] for r in decoded] * 2)
-        conf = np.array([r["confidence"] for r in decoded] * 2, dtype=np.float64)
-        mine = np.array([r["model_version"] == self.profile.model_version for r in decoded] * 2)
-        ints, floats = self.layout.predictions(cls, conf, mine, groups, len(keys))
-        records = np.bincount(groups, minlength=len(keys))
+        cls = np.array([self._class_index[r["predicted_label"]] for r in decoded])
+        conf = np.array([r["confidence"] for r in decoded], dtype=np.float64)
+        mine = np.array([r["model_version"] == self.profile.model_version for r in decoded])
+        ints, floats = self.layout.predictions(cls, conf, mine, [version_group, segment_group], len(keys))
+        records = np.bincount(np.concatenate([version_group, segment_group]), minlength=len(keys))
         return Updates(
             self._updates(keys, ints, floats, records), _max_per_source(decoded_sources, times.tolist()), bad
         )
@@ -170,10 +169,12 @@ class DriftHandler:
         metrics, detail = evaluate(self.profile, totals, self.min_count)
         metrics["late_records"] = float(late)
         if "drift" in metrics:
-            centres = (self.profile.confidence_edges[:-1] + self.profile.confidence_edges[1:]) / 2
             shift = np.array([metrics.get(f"mean_shift.{f}", np.nan) for f in self.profile.features])
             detectors.update(
-                totals.classes, totals.confidence, centres.tolist(), shift * np.sqrt(totals.present)
+                totals.classes,
+                totals.confidence,
+                self.profile.confidence_centres.tolist(),
+                shift * np.sqrt(totals.present),
             )
             for name in detectors.changes:
                 metrics[f"change.{name}"] = 1.0

@@ -85,7 +85,7 @@ def test_window_totals_are_the_sum_of_its_batches(profile, features) -> None:
 def test_prediction_counts_keep_other_versions_apart(profile) -> None:
     layout = DriftLayout(profile)
     ints, floats = layout.predictions(
-        [0, 2, 2, 1], [0.99, 0.5, 1.0, 0.7], [True, True, True, False], [0] * 4, 1
+        [0, 2, 2, 1], [0.99, 0.5, 1.0, 0.7], [True, True, True, False], [[0] * 4], 1
     )
     i, f = layout.fields(ints[0], floats[0])
     t = layout.totals(i | f)
