@@ -64,26 +64,48 @@ for s = 1, n_assigned do
 end
 local closed = tonumber(redis.call('GET', KEYS[4]))
 local late = {}
-local n_updates = tonumber(ARGV[i]); i = i + 1
-for u = 1, n_updates do
-  local subject, start, records = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local n_int = tonumber(ARGV[i + 3]); i = i + 4
-  local n_float = tonumber(ARGV[i + 2 * n_int])
+-- The hash key of a window to add to, or nil when it is already closed: then the
+-- records are counted as late for the subject, never added to a reported window.
+local function open_window(subject, start, records)
   if closed and tonumber(start) < closed then
     redis.call('HINCRBY', KEYS[6], subject, records)
     table.insert(late, subject)
     table.insert(late, records)
-    i = i + 2 * n_int + 1 + 2 * n_float
-  else
-    local key = prefix .. start .. ':' .. subject
-    for k = 1, n_int do redis.call('HINCRBY', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
-    i = i + 1
-    for k = 1, n_float do redis.call('HINCRBYFLOAT', key, ARGV[i], ARGV[i + 1]); i = i + 2 end
-    redis.call('ZADD', KEYS[5], start, subject .. '|' .. start)
+    return nil
   end
+  redis.call('ZADD', KEYS[5], start, subject .. '|' .. start)
+  return prefix .. start .. ':' .. subject
 end
-table.insert(late, 1, 'ok')
-return late
+local function raise_max(key, field, value)
+  local current = redis.call('HGET', key, field)
+  if (not current) or tonumber(current) < tonumber(value) then redis.call('HSET', key, field, value) end
+end
+local n_updates = tonumber(ARGV[i]); i = i + 1
+for u = 1, n_updates do
+  local key = open_window(ARGV[i], ARGV[i + 1], ARGV[i + 2]); i = i + 3
+  for _, op in ipairs({'HINCRBY', 'HINCRBYFLOAT', 'MAX'}) do
+    local n = tonumber(ARGV[i]); i = i + 1
+    if key then
+      for k = 1, n do
+        if op == 'MAX' then raise_max(key, ARGV[i], ARGV[i + 1]) else redis.call(op, key, ARGV[i], ARGV[i + 1]) end
+        i = i + 2
+      end
+    else
+      i = i + 2 * n
+    end
+  end
+  local n_items = tonumber(ARGV[i]); i = i + 1
+  if key then
+    -- In chunks: unpack() of very many values would overflow Lua's C stack.
+    for first = i, i + n_items - 1, 1000 do
+      redis.call('RPUSH', key .. ':items', unpack(ARGV, first, math.min(first + 999, i + n_items - 1)))
+    end
+  end
+  i = i + n_items
+end
+local extension = {}
+--EXTENSION--
+return {'ok', late, extension}
 """
 
 _SEAL = """
@@ -132,13 +154,20 @@ class SourceBatch:
 
 @dataclass(frozen=True)
 class Update:
-    """Counts a batch adds to one window of one subject."""
+    """What a batch adds to one window of one subject.
+
+    ``ints`` and ``floats`` are added to the window's fields, ``maxes`` raise a
+    field to the value when it is larger, ``items`` are appended to the
+    window's list (for statistics that need the values themselves).
+    """
 
     subject: str
     start_ms: int
     records: int
     ints: Mapping[str, int] = field(default_factory=dict)
     floats: Mapping[str, float] = field(default_factory=dict)
+    maxes: Mapping[str, float] = field(default_factory=dict)
+    items: Sequence[str] = ()
 
 
 class WindowStore:
@@ -153,9 +182,26 @@ class WindowStore:
     size_ms, lateness_ms, idle_ms
         Window length, allowed lateness (event time) and the wall time after
         which a silent source stops holding the watermark back.
+    extension
+        Lua run inside :meth:`apply_batch`'s script, after the updates, so a
+        processor can keep state of its own atomically with the windows (the
+        accuracy join). It reads its arguments from ``ARGV[i]`` onwards, may
+        call ``open_window(subject, start, records)`` (the window's hash key,
+        or nil when closed: counted late) and ``raise_max(key, field, value)``,
+        and fills the table ``extension``, which is returned. Its own keys
+        belong under ``namespace`` too; it gets their names as arguments.
     """
 
-    def __init__(self, redis: Redis, namespace: str, *, size_ms: int, lateness_ms: int, idle_ms: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        namespace: str,
+        *,
+        size_ms: int,
+        lateness_ms: int,
+        idle_ms: int,
+        extension: str = "",
+    ) -> None:
         if size_ms <= 0 or lateness_ms < 0 or idle_ms <= 0:
             raise ValueError(
                 f"size_ms must be > 0, lateness_ms >= 0, idle_ms > 0; got {size_ms}, {lateness_ms}, {idle_ms}"
@@ -167,7 +213,7 @@ class WindowStore:
             name: f"{k}:{name}"
             for name in ("offsets", "watermarks", "seen", "closed", "open", "late", "sealed")
         }
-        self._apply = redis.register_script(_APPLY)
+        self._apply = redis.register_script(_APPLY.replace("--EXTENSION--", extension))
         self._seal = redis.register_script(_SEAL)
         self._renew = redis.register_script(_RENEW)
         self._unlock = redis.register_script(_UNLOCK)
@@ -204,6 +250,18 @@ class WindowStore:
         StaleBatch
             A source's first offset is not beyond what was applied: nothing was added.
         """
+        late, _ = await self.apply_batch(sources, updates, now_ms, assigned)
+        return late
+
+    async def apply_batch(
+        self,
+        sources: Sequence[SourceBatch],
+        updates: Iterable[Update],
+        now_ms: int,
+        assigned: Iterable[str] = (),
+        extension_args: Sequence[Any] = (),
+    ) -> tuple[dict[str, int], list[Any]]:
+        """:meth:`apply` with arguments for the store's Lua extension; also returns what it reported."""
         argv: list[Any] = [now_ms, f"{self.ns}:w:", len(sources)]
         for s in sources:
             argv += [s.source, s.first_offset, s.last_offset, s.max_event_ms]
@@ -212,20 +270,23 @@ class WindowStore:
         updates = list(updates)
         argv.append(len(updates))
         for u in updates:
-            argv += [u.subject, u.start_ms, u.records, len(u.ints)]
-            argv.extend(chain.from_iterable(u.ints.items()))
-            argv.append(len(u.floats))
+            argv += [u.subject, u.start_ms, u.records]
             # redis-py writes a float with repr(): exact round trip.
-            argv.extend(chain.from_iterable(u.floats.items()))
+            for fields in (u.ints, u.floats, u.maxes):
+                argv.append(len(fields))
+                argv.extend(chain.from_iterable(fields.items()))
+            argv.append(len(u.items))
+            argv.extend(u.items)
+        argv.extend(extension_args)
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
         result = await self._apply(keys=keys, args=argv)
         if result[0] == b"stale":
             raise StaleBatch(_text(result[1]), int(result[2]))
-        late = result[1:]
-        out: dict[str, int] = {}
-        for subject, count in zip(late[::2], late[1::2], strict=True):
-            out[_text(subject)] = out.get(_text(subject), 0) + int(count)
-        return out
+        late: dict[str, int] = {}
+        flat = result[1]
+        for subject, count in zip(flat[::2], flat[1::2], strict=True):
+            late[_text(subject)] = late.get(_text(subject), 0) + int(count)
+        return late, list(result[2])
 
     async def watermark(self, now_ms: int) -> float | None:
         """Effective watermark: the smallest over non-idle sources, the largest when all are idle.
@@ -258,8 +319,16 @@ class WindowStore:
         boundary = (
             self.window_start(mark) + self.size_ms if all_idle else self.window_start(mark - self.lateness_ms)
         )
+        return await self.seal_before(boundary)
+
+    async def seal_before(self, boundary_ms: int) -> int:
+        """Seal every window starting before *boundary_ms*; later records for them count as late.
+
+        For processors that close on the wall clock rather than the watermark
+        (service health: a stopped service must still get its windows).
+        """
         keys = [self._keys["closed"], self._keys["open"], self._keys["sealed"]]
-        return int(await self._seal(keys=keys, args=[boundary]))
+        return int(await self._seal(keys=keys, args=[boundary_ms]))
 
     async def sealed(self) -> list[tuple[str, int]]:
         """Sealed, not yet emitted windows as ``(subject, start_ms)``, oldest first."""
@@ -278,12 +347,16 @@ class WindowStore:
         fields, late = await pipe.execute()
         return fields, int(late or 0)
 
+    async def read_items(self, subject: str, start_ms: int) -> list[bytes]:
+        """The items appended to a window (:attr:`Update.items`), in the order they were added."""
+        return list(await self.redis.lrange(self._window_key(subject, start_ms) + ":items", 0, -1))
+
     async def finish(
         self, subject: str, start_ms: int, late_reported: int, state: tuple[str, bytes] | None = None
     ) -> None:
         """After the window was published: delete it, count its late records as reported, save state."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(self._window_key(subject, start_ms))
+        pipe.delete(self._window_key(subject, start_ms), self._window_key(subject, start_ms) + ":items")
         pipe.zrem(self._keys["sealed"], f"{subject}|{start_ms}")
         if late_reported:
             pipe.hincrby(self._keys["late"], subject, -late_reported)

@@ -322,3 +322,56 @@ def test_when_every_source_is_idle_the_window_holding_the_last_event_closes_too(
         assert await ws.read("m1", 3_000) == ({b"n": b"1"}, 0)
 
     _run(stack.redis_url, body)
+
+
+def test_maxes_keep_the_largest_value_and_items_are_kept_in_order_until_finished(stack: Endpoints) -> None:
+    async def body(store: Callable[..., WindowStore]) -> None:
+        ws = store()
+        await ws.apply(
+            [SourceBatch(A, 0, 1, 1_100)],
+            [Update("m1", 1_000, 2, {"n": 2}, maxes={"last_ms": 1_100.5}, items=["a", "b"])],
+            now_ms=0,
+        )
+        await ws.apply(
+            [SourceBatch(A, 2, 3, 1_050)],
+            [Update("m1", 1_000, 2, {"n": 2}, maxes={"last_ms": 1_050}, items=[str(k) for k in range(2500)])],
+            now_ms=0,
+        )
+        fields, _ = await ws.read("m1", 1_000)
+        assert float(fields[b"last_ms"]) == 1_100.5
+        items = await ws.read_items("m1", 1_000)
+        assert items[:3] == [b"a", b"b", b"0"] and len(items) == 2502 and items[-1] == b"2499"
+        assert await ws.seal_before(2_000) == 1
+        await ws.finish("m1", 1_000, 0)
+        assert await ws.read_items("m1", 1_000) == []
+        assert await ws.read("m1", 1_000) == ({}, 0)
+
+    _run(stack.redis_url, body)
+
+
+def test_the_extension_runs_atomically_with_the_batch_and_sees_closed_windows(stack: Endpoints) -> None:
+    # A toy extension: add one record per argument to window ARGV[i], report the keys it got.
+    extension = """
+local n = tonumber(ARGV[i]); i = i + 1
+for k = 1, n do
+  local key = open_window('x', ARGV[i], 1)
+  if key then redis.call('HINCRBY', key, 'n', 1) end
+  table.insert(extension, key or 'closed')
+  i = i + 1
+end
+"""
+
+    async def body(store: Callable[..., WindowStore]) -> None:
+        ws = store(extension=extension)
+        late, reported = await ws.apply_batch([SourceBatch(A, 0, 0, 1_500)], [], 0, (), [2, 1_000, 1_000])
+        assert late == {} and reported == [f"{ws.ns}:w:1000:x".encode()] * 2
+        assert await ws.read("x", 1_000) == ({b"n": b"2"}, 0)
+        await ws.seal_before(2_000)
+        late, reported = await ws.apply_batch([SourceBatch(A, 1, 1, 1_500)], [], 0, (), [1, 1_000])
+        assert late == {"x": 1} and reported == [b"closed"]
+        # A stale batch runs no extension either.
+        with pytest.raises(StaleBatch):
+            await ws.apply_batch([SourceBatch(A, 1, 1, 1_500)], [], 0, (), [1, 3_000])
+        assert await ws.read("x", 3_000) == ({}, 1)
+
+    _run(stack.redis_url, body)
