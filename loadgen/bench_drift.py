@@ -63,8 +63,9 @@ from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
+from rigwatch.streamapp import Updates
 from rigwatch.windowstore import SourceBatch
-from services.drift.handler import DriftHandler, Updates, window_groups
+from services.drift.handler import DriftHandler, window_groups
 
 __all__ = [
     "BASELINE_STATISTICS",

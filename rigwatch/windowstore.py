@@ -87,7 +87,8 @@ for u = 1, n_updates do
     local n = tonumber(ARGV[i]); i = i + 1
     if key then
       for k = 1, n do
-        if op == 'MAX' then raise_max(key, ARGV[i], ARGV[i + 1]) else redis.call(op, key, ARGV[i], ARGV[i + 1]) end
+        if op == 'MAX' then raise_max(key, ARGV[i], ARGV[i + 1])
+        else redis.call(op, key, ARGV[i], ARGV[i + 1]) end
         i = i + 2
       end
     else

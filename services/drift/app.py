@@ -26,18 +26,22 @@ from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from rigwatch.windowstore import SourceBatch, StaleBatch, WindowStore
+from rigwatch.streamapp import (
+    BatchApplier,
+    assignment_tracker,
+    faust_app,
+    now_ms,
+    run_worker,
+    values_and_sources,
+)
+from rigwatch.windowstore import WindowStore
 from services.drift.config import DriftSettings
-from services.drift.handler import DriftHandler, Updates
+from services.drift.handler import DriftHandler
 from services.drift.metrics import DriftMetrics
 
 __all__ = ["DriftProcessor", "build_app", "run"]
 
 log = logging.getLogger("rigwatch.drift")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class DriftProcessor:
@@ -54,43 +58,26 @@ class DriftProcessor:
     ) -> None:
         self.handler, self.store, self.producer = handler, store, producer
         self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
-        self._applied: dict[str, int] | None = None
+        self.applier = BatchApplier(store)
         self.lease_ms = 5_000
 
     async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
         """Apply one batch of ``readings`` or ``predictions`` events to the windows (exactly once)."""
         started = time.perf_counter()
-        for attempt in range(2):
-            if self._applied is None or attempt:
-                self._applied = await self.store.applied_offsets()
-            fresh = [e for e in events if e.message.offset > self._applied.get(_source(e.message), -1)]
-            if not fresh:
-                if assigned:
-                    await self.store.apply([], [], _now_ms(), assigned)
-                return
-            values = [e.value for e in fresh]
-            sources = [_source(e.message) for e in fresh]
-            handle = self.handler.readings if which == "readings" else self.handler.predictions
-            updates = handle(values, sources)
-            spans = _sources(fresh, updates)
-            try:
-                late = await self.store.apply(spans, updates.updates, _now_ms(), assigned)
-            except StaleBatch as exc:
-                log.info("%s; reloading applied offsets", exc)
-                continue
-            for batch in spans:
-                self._applied[batch.source] = batch.last_offset
-            topic = fresh[0].message.topic
-            self.metrics.events_in.labels(topic).inc(len(fresh))
-            self.metrics.undecodable.labels(topic).inc(updates.undecodable)
-            for subject, count in late.items():
-                self.metrics.late.labels(subject).inc(count)
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        handle = self.handler.readings if which == "readings" else self.handler.predictions
+        applied = await self.applier.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
+        if applied is None:
             return
+        topic = applied.events[0].message.topic
+        self.metrics.events_in.labels(topic).inc(len(applied.events))
+        self.metrics.undecodable.labels(topic).inc(applied.updates.undecodable)
+        for subject, count in applied.late.items():
+            self.metrics.late.labels(subject).inc(count)
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def close_and_emit(self) -> int:
         """Seal windows behind the watermark; as the emitter, publish them. Returns the windows sent."""
-        await self.store.close_due(_now_ms())
+        await self.store.close_due(now_ms())
         # A short lease: a crashed emitter's successor takes over within seconds.
         if not await self.store.acquire(ttl_ms=self.lease_ms):
             return 0
@@ -124,22 +111,6 @@ class DriftProcessor:
         return len(done)
 
 
-def _source(message: Any) -> str:
-    return f"{message.topic}/{message.partition}"
-
-
-def _sources(events: Sequence[faust.types.EventT], updates: Updates) -> list[SourceBatch]:
-    """Offsets and largest event time per ``topic/partition`` of a batch."""
-    spans: dict[str, list[int]] = {}
-    for e in events:
-        span = spans.setdefault(_source(e.message), [e.message.offset, e.message.offset])
-        span[0], span[1] = min(span[0], e.message.offset), max(span[1], e.message.offset)
-    return [
-        SourceBatch(source, first, last, updates.max_event_ms.get(source, -1))
-        for source, (first, last) in spans.items()
-    ]
-
-
 def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, DriftProcessor]:
     """The faust app with its two agents and the close/emit timer."""
     ends = endpoints(settings)
@@ -167,33 +138,10 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
     processor = DriftProcessor(
         handler, store, ReliableProducer(ends.bootstrap), topics.metrics, codecs, metrics
     )
-    datadir = settings.run_dir / "faust" / config.group
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        config.group,
-        broker=f"kafka://{ends.bootstrap}",
-        value_serializer="raw",
-        key_serializer="raw",
-        datadir=str(datadir),
-        web_enabled=False,
-        # The local broker's first group join waits half the session timeout (DESIGN.md).
-        broker_session_timeout=6,
-        broker_rebalance_timeout=6,
-        broker_heartbeat_interval=1,
-        consumer_auto_offset_reset="earliest",
-        topic_disable_leader=True,
-        topic_allow_declare=False,
-    )
+    app = faust_app(config.group, ends.bootstrap, settings.run_dir)
     batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
 
-    announced: set[str] = set()
-
-    def newly_assigned() -> list[str]:
-        current = {f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()}
-        fresh = current - announced
-        announced.intersection_update(current)
-        announced.update(fresh)
-        return sorted(fresh)
+    newly_assigned = assignment_tracker(app)
 
     async def consume(stream: faust.StreamT, which: str) -> None:
         # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
@@ -236,12 +184,4 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
 def run(settings: Settings, config: DriftSettings) -> int:
     """Run one drift worker until SIGTERM/SIGINT; faust finishes the batch in hand and commits."""
     app, processor = build_app(settings, config)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.spinner = None  # a terminal spinner's escape codes would litter logs
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    finally:
-        processor.producer.flush()
-    return 0
+    return run_worker(app, on_exit=processor.producer.flush)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,23 +15,15 @@ from rigwatch.drift.evaluate import evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec import BatchDecoder
+from rigwatch.streamapp import Updates, max_event_per_source
 from rigwatch.windowstore import Update
 
-__all__ = ["DriftHandler", "Updates", "segment", "window_groups"]
+__all__ = ["DriftHandler", "segment", "window_groups"]
 
 
 def segment(rig_id: str) -> str:
     """Subject of a rig's segment windows (the model version's own windows use the version)."""
     return f"rig:{rig_id}"
-
-
-@dataclass
-class Updates:
-    """A batch's window updates, the largest event time per source, and what could not be used."""
-
-    updates: list[Update]
-    max_event_ms: dict[str, int]
-    undecodable: int = 0
 
 
 def window_groups(
@@ -46,14 +37,6 @@ def window_groups(
     keys = [(version, int(s)) for s in uniq_starts]
     keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
     return keys, start_idx, n_windows + rig_idx * n_windows + start_idx
-
-
-def _max_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for source, t in zip(sources, times, strict=True):
-        if t > out.get(source, -1):
-            out[source] = t
-    return out
 
 
 class DriftHandler:
@@ -117,7 +100,7 @@ class DriftHandler:
         row_sources = [sources[i] for i in batch.index.tolist()]
         return Updates(
             self._updates(keys, ints, floats, records),
-            _max_per_source(row_sources, times.tolist()),
+            max_event_per_source(row_sources, times.tolist()),
             len(batch.rejects),
         )
 
@@ -147,7 +130,9 @@ class DriftHandler:
         ints, floats = self.layout.predictions(cls, conf, mine, [version_group, segment_group], len(keys))
         records = np.bincount(np.concatenate([version_group, segment_group]), minlength=len(keys))
         return Updates(
-            self._updates(keys, ints, floats, records), _max_per_source(decoded_sources, times.tolist()), bad
+            self._updates(keys, ints, floats, records),
+            max_event_per_source(decoded_sources, times.tolist()),
+            bad,
         )
 
     # ------------------------------------------------------------ closed window -> record

@@ -1,0 +1,187 @@
+"""What the windowed stream processors (drift, latency, accuracy) share: faust app, exactly-once batches.
+
+A processor is a faust app whose agents consume in batches (``take_events``:
+faust acks a batch only after it was handled) and turn each batch into one
+atomic update of shared Redis windows (:class:`~rigwatch.windowstore.WindowStore`).
+:class:`BatchApplier` skips what a previous run already applied, so Kafka's
+at-least-once delivery adds nothing twice; a timer then closes and emits windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from rigwatch.windowstore import SourceBatch, StaleBatch, Update, WindowStore
+
+__all__ = [
+    "Applied",
+    "BatchApplier",
+    "Updates",
+    "assignment_tracker",
+    "faust_app",
+    "max_event_per_source",
+    "now_ms",
+    "run_worker",
+    "source_of",
+    "values_and_sources",
+]
+
+log = logging.getLogger("rigwatch.streamapp")
+
+
+def now_ms() -> int:
+    """Wall-clock epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def source_of(message: Any) -> str:
+    """A record's source, ``topic/partition``: the unit of offsets and watermarks."""
+    return f"{message.topic}/{message.partition}"
+
+
+def values_and_sources(events: Sequence[faust.types.EventT]) -> tuple[list[bytes | None], list[str]]:
+    """The record values of a batch and the source of each."""
+    return [e.value for e in events], [source_of(e.message) for e in events]
+
+
+@dataclass
+class Updates:
+    """What a handler makes of one batch.
+
+    ``updates`` go to the windows, ``max_event_ms`` is the largest event time
+    per source (the watermark), ``undecodable`` counts records that could not
+    be used, ``extension_args`` feed the store's Lua extension (if any).
+    """
+
+    updates: list[Update]
+    max_event_ms: dict[str, int]
+    undecodable: int = 0
+    extension_args: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A batch that was applied: its fresh events, the handler's updates, late counts, extension output."""
+
+    events: Sequence[faust.types.EventT]
+    updates: Updates
+    late: dict[str, int]
+    extension: list[Any]
+
+
+def max_event_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
+    """The largest event time per source, for :attr:`Updates.max_event_ms`."""
+    out: dict[str, int] = {}
+    for source, t in zip(sources, times, strict=True):
+        if t > out.get(source, -1):
+            out[source] = t
+    return out
+
+
+class BatchApplier:
+    """Apply batches of events to a :class:`WindowStore` exactly once.
+
+    Events at or below a source's applied offset (a replay after a crash or a
+    rebalance) are skipped before the handler sees them; a batch that races
+    another worker (:class:`StaleBatch`) reloads the offsets and is filtered again.
+    """
+
+    def __init__(self, store: WindowStore) -> None:
+        self.store = store
+        self._applied: dict[str, int] | None = None
+
+    async def apply(
+        self,
+        events: Sequence[faust.types.EventT],
+        handle: Callable[[Sequence[faust.types.EventT]], Updates],
+        assigned: Sequence[str],
+    ) -> Applied | None:
+        """Run *handle* on the fresh events and apply its updates; ``None`` if nothing was fresh."""
+        for attempt in range(2):
+            if self._applied is None or attempt:
+                self._applied = await self.store.applied_offsets()
+            fresh = [e for e in events if e.message.offset > self._applied.get(source_of(e.message), -1)]
+            if not fresh:
+                if assigned:
+                    await self.store.apply([], [], now_ms(), assigned)
+                return None
+            updates = handle(fresh)
+            spans = _spans(fresh, updates.max_event_ms)
+            try:
+                late, extension = await self.store.apply_batch(
+                    spans, updates.updates, now_ms(), assigned, updates.extension_args
+                )
+            except StaleBatch as exc:
+                log.info("%s; reloading applied offsets", exc)
+                continue
+            for span in spans:
+                self._applied[span.source] = span.last_offset
+            return Applied(fresh, updates, late, extension)
+        return None
+
+
+def _spans(events: Sequence[faust.types.EventT], max_event_ms: dict[str, int]) -> list[SourceBatch]:
+    """Offsets and largest event time per ``topic/partition`` of a batch."""
+    spans: dict[str, list[int]] = {}
+    for e in events:
+        span = spans.setdefault(source_of(e.message), [e.message.offset, e.message.offset])
+        span[0], span[1] = min(span[0], e.message.offset), max(span[1], e.message.offset)
+    return [
+        SourceBatch(source, first, last, max_event_ms.get(source, -1))
+        for source, (first, last) in spans.items()
+    ]
+
+
+def faust_app(group: str, bootstrap: str, run_dir: Path) -> faust.App:
+    """A faust app for raw bytes, configured for the local broker's quirks (DESIGN.md)."""
+    datadir = run_dir / "faust" / group
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        group,
+        broker=f"kafka://{bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        datadir=str(datadir),
+        web_enabled=False,
+        # The local broker's first group join waits half the session timeout (DESIGN.md).
+        broker_session_timeout=6,
+        broker_rebalance_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        topic_disable_leader=True,
+        topic_allow_declare=False,
+    )
+
+
+def assignment_tracker(app: faust.App) -> Callable[[], list[str]]:
+    """A function returning the sources assigned to this worker since it was last called."""
+    announced: set[str] = set()
+
+    def newly_assigned() -> list[str]:
+        current = {f"{tp.topic}/{tp.partition}" for tp in app.consumer.assignment()}
+        fresh = current - announced
+        announced.intersection_update(current)
+        announced.update(fresh)
+        return sorted(fresh)
+
+    return newly_assigned
+
+
+def run_worker(app: faust.App, on_exit: Callable[[], None] = lambda: None) -> int:
+    """Run *app* until SIGTERM/SIGINT (faust finishes the batch in hand and commits); exit code."""
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # a terminal spinner's escape codes would litter logs
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        on_exit()
+    return 0
