@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from rigwatch.config import Settings
 from rigwatch.exceptions import RigwatchError
@@ -43,7 +44,7 @@ def _say(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _fail(exc: RigwatchError) -> typer.Exit:
+def _fail(exc: RigwatchError | ValidationError) -> typer.Exit:
     typer.secho(f"error: {exc}", err=True, fg="red")
     return typer.Exit(code=2)
 
@@ -187,6 +188,52 @@ def drift(
     try:
         code = run(Settings(), DriftSettings(**overrides))
     except RigwatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+@app.command()
+def latency(
+    window_ms: Annotated[
+        int | None, typer.Option(min=100, help="Window length, in the scorer's time. Default 10000.")
+    ] = None,
+    scorer_group: Annotated[
+        str | None, typer.Option(help="Consumer group whose lag is reported. Default rigwatch-scorer.")
+    ] = None,
+    lag_mode: Annotated[
+        str | None,
+        typer.Option(
+            help="fetch: read the newest offsets (any broker); watermarks: ask the broker (Apache Kafka)."
+            " Default fetch."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9466.")
+    ] = None,
+) -> None:
+    """Publish service health MetricWindows (kind=health) per model version to rig.metrics.
+
+    Reads rig.predictions and the DLQ: predictions per second, event-to-prediction and processing
+    latency p50/p95/p99/max, data and system errors by reason, staleness (seconds since the last
+    prediction: a stopped scorer shows as growing staleness in empty windows) and the scorer
+    group's lag. A faust worker; windows live in Redis. Other settings come from RIGWATCH_LATENCY_*.
+    """
+    from services.latency.app import run
+    from services.latency.config import LatencySettings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "window_ms": window_ms,
+            "scorer_group": scorer_group,
+            "lag_mode": lag_mode,
+            "metrics_port": metrics_port,
+        }.items()
+        if v is not None
+    }
+    try:
+        code = run(Settings(), LatencySettings(**overrides))
+    except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
 

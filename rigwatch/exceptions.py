@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "SCORING_FAILED",
     "ConfigError",
     "DataError",
     "DecodeError",
@@ -11,6 +12,10 @@ __all__ = [
     "RigwatchError",
     "StackError",
 ]
+
+#: DLQ ``error`` reason of a record the scorer could not score through no fault of
+#: its data (the model raised): a *system* error. Every other reason is a data error.
+SCORING_FAILED = "scoring_failed"
 
 
 class RigwatchError(Exception):

@@ -307,18 +307,27 @@ class WindowStore:
             return min(marks.get(s, -math.inf) for s in active), False
         return max(marks.values()), True
 
-    async def close_due(self, now_ms: int) -> int:
+    async def close_due(self, now_ms: int, *, wall_clock_when_idle: bool = False) -> int:
         """Seal every window the watermark has passed by the lateness; returns how many.
 
         When every source is idle the stream has stopped, so the window holding
         the last event closes too: a paused stream still reports its last window.
+        With ``wall_clock_when_idle`` (service health: a stopped service must
+        still get its windows, empty), windows then close on the wall clock
+        instead, up to ``now_ms - lateness_ms``, even before any data.
         """
         state = await self._watermark(now_ms)
-        if state is None or state[0] == -math.inf:
+        if wall_clock_when_idle and (state is None or state[1]):
+            return await self.seal_before(self.window_start(now_ms - self.lateness_ms))
+        if state is None:
             return 0
-        mark, all_idle = int(state[0]), state[1]
+        mark, all_idle = state
+        if mark == -math.inf:
+            return 0
         boundary = (
-            self.window_start(mark) + self.size_ms if all_idle else self.window_start(mark - self.lateness_ms)
+            self.window_start(int(mark)) + self.size_ms
+            if all_idle
+            else self.window_start(int(mark) - self.lateness_ms)
         )
         return await self.seal_before(boundary)
 
@@ -330,6 +339,11 @@ class WindowStore:
         """
         keys = [self._keys["closed"], self._keys["open"], self._keys["sealed"]]
         return int(await self._seal(keys=keys, args=[boundary_ms]))
+
+    async def closed_before(self) -> int | None:
+        """Windows starting before this are closed (``None``: none closed yet)."""
+        value = await self.redis.get(self._keys["closed"])
+        return None if value is None else int(value)
 
     async def sealed(self) -> list[tuple[str, int]]:
         """Sealed, not yet emitted windows as ``(subject, start_ms)``, oldest first."""
@@ -350,7 +364,8 @@ class WindowStore:
 
     async def read_items(self, subject: str, start_ms: int) -> list[bytes]:
         """The items appended to a window (:attr:`Update.items`), in the order they were added."""
-        return list(await self.redis.lrange(self._window_key(subject, start_ms) + ":items", 0, -1))
+        items = await self.redis.lrange(self._window_key(subject, start_ms) + ":items", 0, -1)
+        return [item if isinstance(item, bytes) else item.encode() for item in items]
 
     async def finish(
         self, subject: str, start_ms: int, late_reported: int, state: tuple[str, bytes] | None = None
@@ -369,6 +384,10 @@ class WindowStore:
         """Opaque state saved by :meth:`finish` (e.g. a subject's detectors)."""
         value = await self.redis.get(f"{self.ns}:state:{name}")
         return None if value is None else value if isinstance(value, bytes) else value.encode()
+
+    async def save_state(self, name: str, value: bytes) -> None:
+        """Store opaque state under *name* (what :meth:`finish` does with its ``state``)."""
+        await self.redis.set(f"{self.ns}:state:{name}", value)
 
     async def acquire(self, ttl_ms: int = 30_000) -> bool:
         """Become the only emitter for ``ttl_ms`` (renewed by calling again)."""

@@ -4,7 +4,8 @@
 
     model.txt        LightGBM model text (Booster.model_to_string)
     metadata.json    name, version, features, classes, lineage, params, metrics
-    reference.json   the drift reference profile (see rigwatch.model.reference)
+    reference.json   the drift reference profile and confidence calibration
+                     (see rigwatch.model.reference, rigwatch.model.calibration)
 
 The version is derived from the model text, so the same training gives the
 same version and any change to the trees gives a new one.
@@ -23,6 +24,7 @@ import numpy as np
 
 from rigwatch.data.columns import CLASS_LABELS, FEATURES
 from rigwatch.exceptions import DataError, ModelError
+from rigwatch.model.calibration import ConfidenceCalibration
 
 __all__ = [
     "DEFAULT_NAME",
@@ -73,7 +75,7 @@ class ModelPackage:
         Lineage, parameters and metrics (see ``metadata.json``); ``version`` is
         set here from the model text.
     reference
-        The drift reference profile.
+        The reference profile (drift statistics, confidence calibration).
 
     Examples
     --------
@@ -112,6 +114,18 @@ class ModelPackage:
     def classes(self) -> tuple[str, ...]:
         """Class labels of the probability columns: ``("3", "20", "100")``."""
         return tuple(self.metadata.get("classes", CLASS_LABELS))
+
+    @property
+    def calibration(self) -> ConfidenceCalibration:
+        """P(prediction correct | top probability), fitted on the held-out rows.
+
+        Packages trained before calibration existed have no ``calibration`` in
+        their reference; they get :meth:`ConfidenceCalibration.identity`, which
+        takes the model's confidence at its word, so they keep loading.
+        """
+        if "calibration" not in self.reference:
+            return ConfidenceCalibration.identity()
+        return ConfidenceCalibration.from_dict(self.reference["calibration"])
 
     def predict_proba(self, x: np.ndarray, *, num_threads: int = 1) -> np.ndarray:
         """Class probabilities for rows of features.
@@ -165,8 +179,8 @@ class ModelPackage:
         ------
         ModelError
             A file is missing or unreadable, the features in ``metadata.json``
-            differ from the booster's, or ``model.txt`` is not the version the
-            metadata names.
+            differ from the booster's, ``model.txt`` is not the version the
+            metadata names, or the calibration in ``reference.json`` is invalid.
         """
         directory = Path(directory)
         if not directory.is_dir():
@@ -203,4 +217,10 @@ class ModelPackage:
                 f"{directory / METADATA_FILE}: version {metadata.get('version')!r} but "
                 f"{MODEL_FILE} hashes to {package.version!r}; the files are from different models"
             )
+        # Read it once here so a broken calibration fails the load, not the
+        # first accuracy window hours later.
+        try:
+            package.calibration  # noqa: B018
+        except ModelError as exc:
+            raise ModelError(f"{directory / REFERENCE_FILE}: {exc}") from exc
         return package

@@ -1,9 +1,10 @@
-"""The reference profile a model package carries for drift monitoring.
+"""The reference profile a model package carries for drift and accuracy monitoring.
 
 Built once at training time from the training rows (feature distributions, a
-row sample, class priors) and the held-out test rows (what the model predicts
-and how confident it is), so the drift service compares live windows against
-what the model saw, without needing the training data.
+row sample, class priors) and the held-out test rows (what the model predicts,
+how confident it is, and how often that confidence was right), so the drift
+and accuracy services compare live windows against what the model saw,
+without needing the training data.
 
 Binning rule (shared with the drift code through :func:`assign_bins`): each
 feature has ``inner_edges``, the distinct training deciles (at most 9). Bin
@@ -22,12 +23,16 @@ from typing import Any
 import numpy as np
 
 from rigwatch.data.columns import CLASS_LABELS, FEATURES
+from rigwatch.exceptions import DataError
+from rigwatch.model.calibration import fit_isotonic
 
 __all__ = ["CONFIDENCE_BINS", "SAMPLE_SIZE", "assign_bins", "build_reference"]
 
 FORMAT_VERSION = 1
 #: Rows kept in the reference sample (for bootstrap thresholds at any window size).
 SAMPLE_SIZE = 1000
+#: Pseudo-rows shrinking each calibration block toward the model's own confidence.
+CALIBRATION_PRIOR_ROWS = 20.0
 #: Confidence histogram edges: the top probability of 3 classes lies in [1/3, 1].
 CONFIDENCE_BINS = np.linspace(1 / 3, 1, 21)
 # Sample values keep 7 significant digits: far below sensor noise, and it keeps
@@ -80,6 +85,7 @@ def build_reference(
     x_train: np.ndarray,
     y_train: np.ndarray,
     x_test: np.ndarray,
+    y_test: np.ndarray,
     proba_test: np.ndarray,
     importance_gain: np.ndarray,
     *,
@@ -93,8 +99,9 @@ def build_reference(
     ----------
     x_train, y_train
         Training features ``(n, len(features))`` and class indices.
-    x_test, proba_test
-        Held-out features and the model's probabilities for them.
+    x_test, y_test, proba_test
+        Held-out features, their true class indices and the model's
+        probabilities for them.
     importance_gain
         Total gain per feature, in ``features`` order (normalised here to sum 1).
     features, classes
@@ -107,15 +114,28 @@ def build_reference(
     dict
         ``features`` (per-feature bins, counts, range, mean/std), ``sample``
         (up to :data:`SAMPLE_SIZE` training rows, per feature), ``class_priors``,
-        ``test_predictions`` (class mix and confidence histogram) and
+        ``test_predictions`` (class mix and confidence histogram),
+        ``calibration`` (:meth:`~rigwatch.model.calibration.ConfidenceCalibration.to_dict`
+        of :func:`~rigwatch.model.calibration.fit_isotonic` of the top probability
+        against "argmax is the true class", on the held-out rows, with
+        :data:`CALIBRATION_PRIOR_ROWS`) and
         ``feature_importance``.
+
+    Raises
+    ------
+    DataError
+        ``y_test`` and ``proba_test`` have different row counts.
     """
+    y_test = np.asarray(y_test)
+    if y_test.shape != (len(proba_test),):
+        raise DataError(f"y_test: shape {y_test.shape}, expected ({len(proba_test)},) like proba_test rows")
     rng = np.random.default_rng(seed)
     n_train = len(x_train)
     # Uniform without replacement: every training row equally likely, order kept.
     keep = np.sort(rng.choice(n_train, size=min(SAMPLE_SIZE, n_train), replace=False))
     predicted = np.argmax(proba_test, axis=1)
-    confidence = np.clip(proba_test.max(axis=1), CONFIDENCE_BINS[0], CONFIDENCE_BINS[-1])
+    top = proba_test.max(axis=1)
+    confidence = np.clip(top, CONFIDENCE_BINS[0], CONFIDENCE_BINS[-1])
     gain = np.asarray(importance_gain, dtype=np.float64)
     share = gain / gain.sum() if gain.sum() > 0 else np.full(len(features), 1 / len(features))
     return {
@@ -140,6 +160,12 @@ def build_reference(
             "confidence_edges": CONFIDENCE_BINS.tolist(),
             "confidence_counts": np.histogram(confidence, CONFIDENCE_BINS)[0].tolist(),
         },
+        # The raw top probability: the clip above only keeps histogram counts inside the edges.
+        # Shrunk toward the model's own confidence where the held-out rows say little
+        # (a good model makes one or two held-out mistakes), anchored at 1/k.
+        "calibration": fit_isotonic(
+            top, predicted == y_test, prior_rows=CALIBRATION_PRIOR_ROWS, lowest=1 / len(classes)
+        ).to_dict(),
         "feature_importance": {
             "type": "gain",
             "values": dict(zip(features, share.tolist(), strict=True)),

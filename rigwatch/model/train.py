@@ -173,7 +173,9 @@ def train(dataset: Dataset, *, seed: int = 42, num_threads: int = 2) -> ModelPac
     test_proba = np.asarray(booster.predict(x[test_rows], num_threads=num_threads))
     val_proba = np.asarray(booster.predict(x[val_rows], num_threads=num_threads))
     gain = booster.feature_importance(importance_type="gain")
-    reference = build_reference(x[train_rows], y[train_rows], x[test_rows], test_proba, gain, seed=seed)
+    reference = build_reference(
+        x[train_rows], y[train_rows], x[test_rows], y[test_rows], test_proba, gain, seed=seed
+    )
     metadata = {
         "name": DEFAULT_NAME,
         "features": list(FEATURES),

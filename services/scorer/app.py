@@ -59,6 +59,8 @@ def handle_batch(
                 ("source_topic", msg.topic() or ""),
                 ("source_partition", str(msg.partition())),
                 ("source_offset", str(msg.offset())),
+                # Which deployment rejected it: health windows are per model version.
+                ("model_version", scorer.model.version),
             ],
         )
         metrics.dlq.labels(reject.reason).inc()

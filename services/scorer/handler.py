@@ -10,6 +10,7 @@ from typing import Protocol, cast
 import numpy as np
 
 from rigwatch.codec import Codec
+from rigwatch.exceptions import SCORING_FAILED
 from rigwatch.fastcodec import BatchDecoder, ColumnBatch, compile_encoder
 
 __all__ = ["Model", "Reject", "ScoredBatch", "Scorer", "feature_matrix"]
@@ -117,7 +118,13 @@ class Scorer:
             out.rejects.sort(key=lambda r: r.index)
             return out
         x, missing = feature_matrix(batch.doubles[rows], self._feature_columns(batch))
-        proba = self.model.predict_proba(x)
+        try:
+            proba = self.model.predict_proba(x)
+        except Exception as exc:
+            detail = f"model {self.model.version} raised {type(exc).__name__}: {exc}"
+            out.rejects += [Reject(int(batch.index[row]), SCORING_FAILED, detail) for row in rows.tolist()]
+            out.rejects.sort(key=lambda r: r.index)
+            return out
         best = proba.argmax(axis=1)
         any_missing = cast(list[bool], missing.any(axis=1).tolist())
         features, classes, encode = self.model.features, self.model.classes, self._encode

@@ -375,3 +375,24 @@ end
         assert await ws.read("x", 3_000) == ({}, 1)
 
     _run(stack.redis_url, body)
+
+
+def test_wall_clock_when_idle_closes_windows_on_the_clock_once_every_source_is_idle(
+    stack: Endpoints,
+) -> None:
+    async def body(store: Callable[..., WindowStore]) -> None:
+        ws = store()
+        # No data at all yet: the clock closes windows (a health processor reports "no data").
+        assert await ws.close_due(5_600, wall_clock_when_idle=True) == 0
+        assert await ws.closed_before() == 5_000
+        await ws.apply([SourceBatch(A, 0, 0, 7_200)], [Update("m1", 7_000, 1, {"n": 1})], now_ms=7_300)
+        # An active source: the watermark decides, not the clock.
+        await ws.close_due(9_000, wall_clock_when_idle=True)
+        assert await ws.closed_before() == 6_000
+        # Idle: the clock moves on past the last event's window.
+        assert await ws.close_due(7_300 + IDLE + 1, wall_clock_when_idle=True) == 1
+        assert await ws.closed_before() == ws.window_start(7_300 + IDLE + 1 - LATENESS)
+        await ws.save_state("s", b"x")
+        assert await ws.load_state("s") == b"x"
+
+    _run(stack.redis_url, body)

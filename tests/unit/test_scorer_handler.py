@@ -167,3 +167,16 @@ def test_processing_ms_counts_from_when_the_batch_was_taken(codecs, scorer) -> N
     elapsed_ms = (time.perf_counter() - taken) * 1000
     (p,) = _predictions(codecs, scored)
     assert (before - taken) * 1000 <= p["processing_ms"] <= elapsed_ms
+
+
+def test_a_model_failure_rejects_the_batch_as_a_system_error_naming_the_version(codecs, model) -> None:
+    class Broken(FixedModel):
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            raise RuntimeError("booster freed")
+
+    scorer = Scorer(Broken(), codecs.sensor_reading, codecs.prediction)
+    values = [b"garbage", codecs.sensor_reading.encode(_reading("ok"))]
+    scored = scorer.score(values, now_ms=0)
+    assert scored.outputs == []
+    assert [(r.index, r.reason) for r in scored.rejects] == [(0, "not_single_object"), (1, "scoring_failed")]
+    assert scored.rejects[1].detail == "model v-test raised RuntimeError: booster freed"

@@ -1,0 +1,1 @@
+"""Service health windows: throughput, latency, errors, staleness and the scorer group's lag."""
