@@ -9,9 +9,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from loadgen.readings import ReadingStream, Shift, stepping_clock
+import numpy as np
+
+from loadgen.readings import ReadingStream, Shift, WrongLabels, stepping_clock
 from rigwatch.config import Settings
-from rigwatch.data import Dataset
+from rigwatch.data import CLASS_LABELS, Dataset
 from rigwatch.kafka import ReliableProducer, StopFlag
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
@@ -38,6 +40,7 @@ class PumpOptions:
     #: First simulated event time, epoch ms (None: now).
     event_start_ms: int | None = None
     shifts: tuple[Shift, ...] = ()
+    wrong_labels: WrongLabels | None = None
 
 
 @dataclass
@@ -97,6 +100,8 @@ def run_pump(
         shifts=options.shifts,
     )
     simulated = options.event_interval_ms is not None
+    # Its own stream: the readings and their labels stay the same with or without the scenario.
+    relabel_rng = np.random.default_rng([options.seed, 1])
     clock = (
         stepping_clock(options.event_start_ms or _now_ms(), options.event_interval_ms or 0)
         if simulated
@@ -152,7 +157,10 @@ def run_pump(
             sim_now = event.reading["event_time"]
         if event.label is not None and event.reading is not None:
             reading = event.reading
-            actual = {"event_id": reading["event_id"], "rig_id": reading["rig_id"], "label": event.label}
+            label = event.label
+            if options.wrong_labels is not None:
+                label = options.wrong_labels.relabel(seq, label, CLASS_LABELS, relabel_rng)
+            actual = {"event_id": reading["event_id"], "rig_id": reading["rig_id"], "label": label}
             delay = options.label_delay * 1000 if simulated else options.label_delay
             pending.append((clock_now() + delay, event.key, actual))
         send_due_actuals(clock_now())

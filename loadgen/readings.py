@@ -14,7 +14,14 @@ from rigwatch.codec import MARKER, Codec
 from rigwatch.data import SENSOR_COLUMNS, Dataset
 from rigwatch.exceptions import ConfigError
 
-__all__ = ["BAD_KINDS", "PumpEvent", "ReadingStream", "Shift", "stepping_clock"]
+__all__ = [
+    "BAD_KINDS",
+    "PumpEvent",
+    "ReadingStream",
+    "Shift",
+    "WrongLabels",
+    "stepping_clock",
+]
 
 #: Malformed records the pump can mix in, named by the reason the scorer reports.
 BAD_KINDS = ("not_single_object", "unknown_schema", "bad_body", "missing_field")
@@ -47,6 +54,38 @@ class Shift:
             return cls(name, float(delta), int(start) if start else 0)
         except ValueError:
             raise ConfigError(f"shift={text!r}: DELTA must be a number and START an integer") from None
+
+
+@dataclass(frozen=True)
+class WrongLabels:
+    """An accuracy scenario: from reading *start* on, a *rate* share of Actuals carry a wrong label.
+
+    Examples
+    --------
+    >>> WrongLabels.parse("0.3@2000")
+    WrongLabels(rate=0.3, start=2000)
+    """
+
+    rate: float
+    start: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> WrongLabels:
+        """``RATE[@START]``, e.g. ``0.3@2000``."""
+        rate, _, start = text.partition("@")
+        try:
+            parsed = cls(float(rate), int(start) if start else 0)
+        except ValueError:
+            raise ConfigError(f"wrong_labels={text!r}: expected RATE[@START], e.g. 0.3@2000") from None
+        if not 0.0 <= parsed.rate <= 1.0 or parsed.start < 0:
+            raise ConfigError(f"wrong_labels={text!r}: RATE must be in [0, 1] and START >= 0")
+        return parsed
+
+    def relabel(self, seq: int, label: str, classes: Sequence[str], rng: np.random.Generator) -> str:
+        """*label*, or for reading *seq* in the scenario, with probability *rate*, another class."""
+        if seq < self.start or rng.random() >= self.rate:
+            return label
+        return str(rng.choice([c for c in classes if c != label]))
 
 
 def stepping_clock(start_ms: int, interval_ms: int) -> Callable[[], int]:

@@ -239,6 +239,51 @@ def latency(
 
 
 @app.command()
+def accuracy(
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model package whose calibration estimates accuracy. Default: RIGWATCH_MODEL_DIR."),
+    ] = None,
+    window_ms: Annotated[
+        int | None, typer.Option(min=100, help="Window length, label time. Default 30000.")
+    ] = None,
+    horizon_ms: Annotated[
+        int | None,
+        typer.Option(min=1000, help="How long a prediction waits for its label, event time. Default 1 h."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9467.")
+    ] = None,
+) -> None:
+    """Join predictions with delayed actuals by event_id and publish accuracy MetricWindows to rig.metrics.
+
+    Either side may come first; both wait in Redis up to the horizon, then a prediction without a
+    label counts as unlabelled. Per window (label time) and per model version and rig: accuracy,
+    log loss, macro F1, MCC, per-class recall and precision, confusion matrix, label coverage and
+    latency, and the accuracy estimated from confidence before labels come. Other settings come
+    from RIGWATCH_ACCURACY_*.
+    """
+    from services.accuracy.app import run
+    from services.accuracy.config import AccuracySettings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "model_dir": model,
+            "window_ms": window_ms,
+            "horizon_ms": horizon_ms,
+            "metrics_port": metrics_port,
+        }.items()
+        if v is not None
+    }
+    try:
+        code = run(Settings(), AccuracySettings(**overrides))
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+@app.command()
 def pump(
     data: DataOption = None,
     rate: Annotated[float, typer.Option(min=0, help="Readings per second (0: as fast as possible).")] = 100.0,
@@ -249,6 +294,13 @@ def pump(
     label_delay: Annotated[float, typer.Option(min=0, help="Seconds until each Actual is sent.")] = 5.0,
     label_coverage: Annotated[float, typer.Option(min=0, max=1, help="Fraction of readings labelled.")] = 1.0,
     bad_rate: Annotated[float, typer.Option(min=0, max=1, help="Fraction of malformed records.")] = 0.0,
+    wrong_labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Accuracy scenario RATE@START: from reading START on, send this fraction of Actuals"
+            " with a wrong label (e.g. 0.3@2000)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling, labels and malformed records.")] = 0,
     event_interval_ms: Annotated[
         int | None,
@@ -271,7 +323,7 @@ def pump(
     carry simulated event times, so hours of windows pass in seconds.
     """
     from loadgen.pump import PumpOptions, run_pump
-    from loadgen.readings import Shift
+    from loadgen.readings import Shift, WrongLabels
     from rigwatch.data import resolve_data
     from rigwatch.kafka import StopFlag
 
@@ -291,6 +343,7 @@ def pump(
             event_interval_ms=event_interval_ms,
             event_start_ms=event_start_ms,
             shifts=tuple(Shift.parse(s) for s in shift or ()),
+            wrong_labels=WrongLabels.parse(wrong_labels) if wrong_labels else None,
         )
         run_pump(Settings(), dataset, options, StopFlag().install())
     except RigwatchError as exc:

@@ -1,10 +1,12 @@
-"""Serve a service's Prometheus registry on a loopback port."""
+"""Serve a service's Prometheus registry on a loopback port; gauges that follow emitted MetricWindows."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, start_http_server
+from collections.abc import Mapping
 
-__all__ = ["serve_metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+__all__ = ["WindowGauges", "serve_metrics"]
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:
@@ -16,3 +18,39 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1
         return -1
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return int(server.server_port)
+
+
+class WindowGauges:
+    """One gauge per window metric, labelled by subject, and a counter of windows emitted.
+
+    Parameters
+    ----------
+    registry
+        Where the metrics are registered.
+    kind
+        The MetricWindow kind: the counter is ``rigwatch_<kind>_windows``.
+    gauges
+        Window metric name -> (Prometheus gauge name, help).
+    """
+
+    def __init__(self, registry: CollectorRegistry, kind: str, gauges: Mapping[str, tuple[str, str]]) -> None:
+        self.windows = Counter(
+            f"rigwatch_{kind}_windows",
+            f"{kind.capitalize()} windows emitted, by subject",
+            ["subject"],
+            registry=registry,
+        )
+        self.gauges = {
+            metric: Gauge(name, text, ["subject"], registry=registry)
+            for metric, (name, text) in gauges.items()
+        }
+
+    def observe(self, record: Mapping[str, object]) -> None:
+        """Update the gauges from an emitted MetricWindow record (a metric absent: gauge unchanged)."""
+        subject = str(record["subject"])
+        values = record["metrics"]
+        assert isinstance(values, dict)
+        self.windows.labels(subject).inc()
+        for metric, gauge in self.gauges.items():
+            if metric in values:
+                gauge.labels(subject).set(values[metric])

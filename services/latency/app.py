@@ -164,7 +164,7 @@ class HealthProcessor:
         for subject, start, late, record in emitted:
             if start in with_data.get(subject, ()) or late:
                 await self.store.finish(subject, start, late)
-            self.metrics.observe_window(record)
+            self.metrics.windows.observe(record)
         return len(emitted)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter
+
+from rigwatch.metrics import WindowGauges
 
 __all__ = ["LatencyMetrics"]
 
@@ -44,19 +46,4 @@ class LatencyMetrics:
             ["subject"],
             registry=r,
         )
-        self.windows = Counter(
-            "rigwatch_health_windows", "Health windows emitted, by subject", ["subject"], registry=r
-        )
-        self.gauges = {
-            metric: Gauge(name, text, ["subject"], registry=r) for metric, (name, text) in _GAUGES.items()
-        }
-
-    def observe_window(self, record: dict[str, object]) -> None:
-        """Update the gauges from an emitted MetricWindow record (a metric absent: gauge unchanged)."""
-        subject = str(record["subject"])
-        values = record["metrics"]
-        assert isinstance(values, dict)
-        self.windows.labels(subject).inc()
-        for metric, gauge in self.gauges.items():
-            if metric in values:
-                gauge.labels(subject).set(values[metric])
+        self.windows = WindowGauges(r, "health", _GAUGES)

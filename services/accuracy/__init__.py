@@ -1,0 +1,1 @@
+"""Accuracy windows: predictions joined with delayed actuals by event_id, in Redis."""

@@ -1,0 +1,214 @@
+"""Accuracy entrypoint: a faust app wiring Kafka, the Redis join and windows, and metrics around the handler.
+
+Two agents consume ``rig.predictions`` and ``rig.actuals`` in batches. Each
+batch is one Redis script: the offset guard of the window store, then the
+join (:mod:`services.accuracy.join`), so a replayed batch joins nothing twice
+and a restarted worker finds every waiting prediction and label where it left
+them. One worker at a time (Redis lease) expires join state past the horizon
+and emits the windows the watermark closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from redis.asyncio import Redis
+
+from rigwatch.config import Settings
+from rigwatch.kafka import ReliableProducer
+from rigwatch.metrics import serve_metrics
+from rigwatch.model import ModelPackage
+from rigwatch.schemas import Codecs
+from rigwatch.stack import endpoints
+from rigwatch.streamapp import (
+    BatchApplier,
+    assignment_tracker,
+    faust_app,
+    now_ms,
+    run_worker,
+    values_and_sources,
+)
+from rigwatch.windowstore import WindowStore
+from services.accuracy.config import AccuracySettings
+from services.accuracy.handler import AccuracyHandler
+from services.accuracy.join import JOIN_LUA, SWEEP_LUA
+from services.accuracy.metrics import AccuracyMetrics
+
+__all__ = ["AccuracyProcessor", "build_app", "run"]
+
+log = logging.getLogger("rigwatch.accuracy")
+
+#: Events expired per sweep script call (each call blocks Redis while it runs).
+_SWEEP_LIMIT = 5_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class AccuracyProcessor:
+    """The I/O around :class:`AccuracyHandler`: offsets and join in Redis, expiry, emission, metrics."""
+
+    def __init__(
+        self,
+        handler: AccuracyHandler,
+        store: WindowStore,
+        producer: ReliableProducer,
+        metrics_topic: str,
+        codecs: Codecs,
+        metrics: AccuracyMetrics,
+    ) -> None:
+        self.handler, self.store, self.producer = handler, store, producer
+        self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
+        self.applier = BatchApplier(store)
+        self.lease_ms = 5_000
+        self._sweep = store.redis.register_script(SWEEP_LUA)
+        self._expiry, self._unlabelled = f"{store.ns}:expiry", f"{store.ns}:unlabelled"
+
+    async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
+        """Join one batch of ``predictions`` or ``actuals`` events (exactly once)."""
+        handle = self.handler.predictions if which == "predictions" else self.handler.actuals
+        applied = await self.applier.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
+        if applied is None:
+            return
+        topic = applied.events[0].message.topic
+        self.metrics.events_in.labels(topic).inc(len(applied.events))
+        self.metrics.undecodable.labels(topic).inc(applied.updates.undecodable)
+        for subject, count in applied.late.items():
+            self.metrics.late.labels(subject).inc(count)
+        joined, dup_predictions, dup_actuals = (int(x) for x in applied.extension)
+        self.metrics.joined.inc(joined)
+        self.metrics.duplicates.labels("prediction").inc(dup_predictions)
+        self.metrics.duplicates.labels("actual").inc(dup_actuals)
+
+    async def expire(self, watermark: float | None) -> int:
+        """Drop join state of events the watermark left behind by the horizon; returns how many."""
+        if watermark is None or watermark == float("-inf"):
+            return 0
+        total = 0
+        while True:
+            events, unlabelled, orphans = await self._sweep(
+                keys=[self._expiry, self._unlabelled],
+                args=[f"{self.store.ns}:", int(watermark), _SWEEP_LIMIT],
+            )
+            total += int(events)
+            self.metrics.unlabelled.inc(int(unlabelled))
+            self.metrics.orphans.inc(int(orphans))
+            if int(events) < _SWEEP_LIMIT:
+                break
+        self.metrics.pending.set(await self.store.redis.zcard(self._expiry))
+        return total
+
+    async def close_and_emit(self) -> int:
+        """Seal windows behind the watermark; as the emitter, expire old join state and publish windows."""
+        now = now_ms()
+        await self.store.close_due(now)
+        if not await self.store.acquire(ttl_ms=self.lease_ms):
+            return 0
+        await self.expire(await self.store.watermark(now))
+        sealed = await self.store.sealed()
+        if not sealed:
+            return 0
+        counts = await self.store.redis.hgetall(self._unlabelled)
+        unlabelled = {_text(k): int(v) for k, v in counts.items()}
+        done, reported = [], set()
+        for subject, start in sealed:
+            fields, late = await self.store.read(subject, start)
+            items = await self.store.read_items(subject, start)
+            # Late and expired counts not yet reported go with the subject's first window of this round.
+            first = subject not in reported
+            reported.add(subject)
+            late, expired = (late, unlabelled.get(subject, 0)) if first else (0, 0)
+            record = self.handler.window(subject, start, fields, items, late, expired)
+            self.producer.produce(
+                self.metrics_topic, self.codecs.metric_window.encode(record), key=f"accuracy/{subject}"
+            )
+            done.append((subject, start, late, expired, record))
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        for subject, start, late, expired, record in done:
+            await self.store.finish(subject, start, late)
+            if expired:
+                await self.store.redis.hincrby(self._unlabelled, subject, -expired)
+            self.metrics.windows.observe(record)
+        return len(done)
+
+
+def build_app(settings: Settings, config: AccuracySettings) -> tuple[faust.App, AccuracyProcessor]:
+    """The faust app with its two agents and the close/emit timer."""
+    ends = endpoints(settings)
+    topics = settings.topics
+    model = ModelPackage.load(config.model_dir or settings.model_dir)
+    codecs = Codecs.load()
+    redis = Redis.from_url(ends.redis_url)
+    store = WindowStore(
+        redis,
+        f"rigwatch:{config.group}:{settings.topic_prefix}",
+        size_ms=config.window_ms,
+        lateness_ms=config.lateness_ms,
+        idle_ms=config.idle_ms,
+        extension=JOIN_LUA,
+    )
+    handler = AccuracyHandler(
+        codecs.prediction,
+        codecs.actual,
+        model.classes,
+        model.calibration,
+        namespace=store.ns,
+        size_ms=config.window_ms,
+        horizon_ms=config.horizon_ms,
+        min_count=config.min_count,
+    )
+    metrics = AccuracyMetrics()
+    processor = AccuracyProcessor(
+        handler, store, ReliableProducer(ends.bootstrap), topics.metrics, codecs, metrics
+    )
+    app = faust_app(config.group, ends.bootstrap, settings.run_dir)
+    batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
+    newly_assigned = assignment_tracker(app)
+
+    async def consume(stream: faust.StreamT, which: str) -> None:
+        # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
+        async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
+            await processor.handle(events, which, newly_assigned())
+
+    @app.agent(app.topic(topics.predictions), name="predictions")
+    async def predictions(stream: faust.StreamT) -> None:
+        await consume(stream, "predictions")
+
+    @app.agent(app.topic(topics.actuals), name="actuals")
+    async def actuals(stream: faust.StreamT) -> None:
+        await consume(stream, "actuals")
+
+    @app.timer(interval=config.close_interval_ms / 1000)
+    async def close_windows() -> None:
+        await processor.close_and_emit()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
+        await store.release()
+        await redis.aclose()
+
+    port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
+    log.info(
+        "accuracy of %s %s: %s + %s -> %s, %d ms windows in label time, horizon %d ms, metrics port %s",
+        model.name,
+        model.version,
+        topics.predictions,
+        topics.actuals,
+        topics.metrics,
+        config.window_ms,
+        config.horizon_ms,
+        port,
+    )
+    return app, processor
+
+
+def run(settings: Settings, config: AccuracySettings) -> int:
+    """Run one accuracy worker until SIGTERM/SIGINT; faust finishes the batch in hand and commits."""
+    app, processor = build_app(settings, config)
+    return run_worker(app, on_exit=processor.producer.flush)

@@ -1,0 +1,210 @@
+"""The accuracy processor's pure logic: batches in, join arguments out; closed windows in, MetricWindows out.
+
+Windows are in *label time*: a labelled pair counts in the window its label
+arrived in (max of the prediction's event time and the label's observed
+time), so a window answers "how right was the model on the labels that came
+in now". ``predictions`` and the estimated accuracy count in the window of the
+prediction's own event time; ``coverage`` (labelled / predicted in the same
+window) is therefore a rate: in a steady stream, the share of predictions
+that get a label.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from rigwatch.codec import Codec
+from rigwatch.exceptions import DecodeError
+from rigwatch.model import metrics as classification
+from rigwatch.model.calibration import ConfidenceCalibration
+from rigwatch.streamapp import Updates, max_event_per_source
+from services.accuracy.join import SEP
+
+__all__ = ["AccuracyHandler", "Pairs"]
+
+
+class Pairs:
+    """Columns of a window's labelled pairs, parsed from the join's items."""
+
+    def __init__(self, items: Sequence[bytes], n_classes: int) -> None:
+        rows = [item.decode().split(SEP) for item in items]
+        # Item fields: rig, event_ms, predicted, probabilities, estimate, role | label, observed_ms.
+        self.rig = [r[0] for r in rows]
+        self.event_ms = np.array([int(r[1]) for r in rows], dtype=np.int64)
+        self.predicted = np.array([int(r[2]) for r in rows], dtype=np.intp)
+        self.proba = np.array([[float(p) for p in r[3].split(",")] for r in rows], dtype=np.float64).reshape(
+            len(rows), n_classes
+        )
+        self.estimate = np.array([float(r[4]) for r in rows], dtype=np.float64)
+        self.role = [r[5] for r in rows]
+        self.label = np.array([int(r[6]) for r in rows], dtype=np.intp)
+        self.observed_ms = np.array([int(r[7]) for r in rows], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+class AccuracyHandler:
+    """Turn batches into join arguments and closed windows into ``kind=accuracy`` MetricWindows.
+
+    Parameters
+    ----------
+    predictions, actuals
+        Codecs of ``rig.predictions`` and ``rig.actuals``.
+    classes
+        Class labels in model order (``"3", "20", "100"``).
+    calibration
+        P(correct | confidence) from the model package: the estimated accuracy.
+    namespace
+        The window store's namespace: the join keeps its state under it.
+    size_ms, horizon_ms, min_count
+        Window length, how long either side waits for the other (event time),
+        and the fewest labelled pairs that get realised metrics.
+    """
+
+    def __init__(
+        self,
+        predictions: Codec,
+        actuals: Codec,
+        classes: Sequence[str],
+        calibration: ConfidenceCalibration,
+        *,
+        namespace: str,
+        size_ms: int,
+        horizon_ms: int,
+        min_count: int,
+    ) -> None:
+        self._predictions, self._actuals = predictions, actuals
+        self.classes = tuple(classes)
+        self._index = {label: k for k, label in enumerate(self.classes)}
+        self.calibration = calibration
+        self.size_ms, self.horizon_ms, self.min_count = size_ms, horizon_ms, min_count
+        self._head = [f"{namespace}:", size_ms, horizon_ms]
+
+    # ------------------------------------------------------------ batches -> join arguments
+
+    def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
+        """Join arguments for Prediction bytes; undecodable or unknown-class records are counted."""
+        decoded, used, bad = [], [], 0
+        for value, source in zip(values, sources, strict=True):
+            try:
+                record = self._predictions.decode(value)
+            except DecodeError:
+                bad += 1
+                continue
+            probabilities = record["probabilities"]
+            if record["predicted_label"] not in self._index or set(probabilities) != set(self.classes):
+                bad += 1
+                continue
+            decoded.append(record)
+            used.append(source)
+        estimates = self.calibration.estimate(np.array([r["confidence"] for r in decoded], dtype=np.float64))
+        args: list[Any] = [len(decoded)]
+        for record, estimate in zip(decoded, estimates.tolist(), strict=True):
+            proba = ",".join(repr(record["probabilities"][c]) for c in self.classes)
+            payload = SEP.join(
+                (
+                    record["rig_id"],
+                    str(record["event_time"]),
+                    str(self._index[record["predicted_label"]]),
+                    proba,
+                    repr(estimate),
+                    record["role"],
+                )
+            )
+            args += [
+                record["event_id"],
+                record["model_version"],
+                record["event_time"],
+                repr(estimate),
+                payload,
+            ]
+        times = [r["event_time"] for r in decoded]
+        return Updates([], max_event_per_source(used, times), bad, [*self._head, *args, 0])
+
+    def actuals(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
+        """Join arguments for Actual bytes; undecodable records and unknown labels are counted."""
+        args: list[Any] = []
+        used, times, bad = [], [], 0
+        for value, source in zip(values, sources, strict=True):
+            try:
+                record = self._actuals.decode(value)
+            except DecodeError:
+                bad += 1
+                continue
+            label = self._index.get(record["label"])
+            if label is None:
+                bad += 1
+                continue
+            observed = record["observed_time"]
+            args += [record["event_id"], observed, f"{label}{SEP}{observed}"]
+            used.append(source)
+            times.append(observed)
+        n = len(args) // 3
+        return Updates([], max_event_per_source(used, times), bad, [*self._head, 0, n, *args])
+
+    # ------------------------------------------------------------ closed window -> record
+
+    def window(
+        self,
+        subject: str,
+        start_ms: int,
+        fields: Mapping[bytes, bytes],
+        items: Sequence[bytes],
+        late: int,
+        unlabelled: int,
+    ) -> dict[str, object]:
+        """The MetricWindow of a closed window: realised metrics on its pairs, estimate, coverage."""
+        k = len(self.classes)
+        predicted = int(fields.get(b"predictions", 0))
+        pairs = Pairs(items, k)
+        n = len(pairs)
+        m: dict[str, float] = {
+            "predictions": float(predicted),
+            "labelled": float(n),
+            "unlabelled_expired": float(unlabelled),
+            "late_records": float(late),
+        }
+        detail: dict[str, Any] = {"classes": list(self.classes)}
+        if predicted:
+            m["coverage"] = n / predicted
+            m["estimated_accuracy"] = float(fields.get(b"estimated_correct", 0.0)) / predicted
+        if n:
+            latency_s = np.maximum(pairs.observed_ms - pairs.event_ms, 0) / 1000
+            m["label_latency_s.p50"], m["label_latency_s.p95"] = np.percentile(latency_s, [50, 95]).tolist()
+            # The estimate on exactly the labelled pairs, beside what they realised.
+            m["estimated_accuracy_labelled"] = float(pairs.estimate.mean())
+            detail["roles"] = dict(Counter(pairs.role))
+            detail["prediction_time"] = [int(pairs.event_ms.min()), int(pairs.event_ms.max())]
+        if n >= self.min_count:
+            confusion = classification.confusion_matrix(pairs.label, pairs.predicted, k)
+            precision, recall, _ = classification.precision_recall_f1(confusion)
+            m["accuracy"] = classification.accuracy(pairs.label, pairs.predicted)
+            m["log_loss"] = classification.log_loss(pairs.label, pairs.proba)
+            m["macro_f1"] = classification.macro_f1(confusion)
+            m["mcc"] = classification.mcc_from_confusion(confusion)
+            for c, label in enumerate(self.classes):
+                m[f"recall.{label}"] = float(recall[c])
+                m[f"precision.{label}"] = float(precision[c])
+            m["accuracy_gap"] = m["estimated_accuracy_labelled"] - m["accuracy"]
+            detail["confusion"] = confusion.tolist()
+            detail["verdict"] = "measured"
+        else:
+            detail["verdict"] = "no_verdict" if n else "no_labels"
+        if subject.startswith("rig:"):
+            detail["segment"] = {"rig_id": subject.removeprefix("rig:")}
+        return {
+            "kind": "accuracy",
+            "subject": subject,
+            "window_start": start_ms,
+            "window_end": start_ms + self.size_ms,
+            "count": n,
+            "metrics": {name: v for name, v in m.items() if math.isfinite(v)},
+            "detail": json.dumps(detail, sort_keys=True),
+        }
