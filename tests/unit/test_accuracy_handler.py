@@ -138,7 +138,10 @@ def test_window_metrics_equal_the_classification_functions_on_the_same_pairs(
     n, predicted_in_window = 300, 420
     s = _Sample(handler, codecs, n, seed=7)
     estimated_correct = float(s.proba.max(axis=1).sum()) + 0.5 * (predicted_in_window - n)
-    fields = {b"predictions": str(predicted_in_window).encode(), b"estimated_correct": repr(estimated_correct).encode()}
+    fields = {
+        b"predictions": str(predicted_in_window).encode(),
+        b"estimated_correct": repr(estimated_correct).encode(),
+    }
 
     record = handler.window("v1", T0, fields, s.items, late=4, unlabelled=9)
     m = _metrics(record)
@@ -150,13 +153,26 @@ def test_window_metrics_equal_the_classification_functions_on_the_same_pairs(
         T0 + SIZE,
     )
     assert record["count"] == n
-    assert (m["predictions"], m["labelled"], m["unlabelled_expired"], m["late_records"]) == (420.0, 300.0, 9.0, 4.0)
+    assert (m["predictions"], m["labelled"], m["unlabelled_expired"], m["late_records"]) == (
+        420.0,
+        300.0,
+        9.0,
+        4.0,
+    )
     confusion = classification.confusion_matrix(s.label, s.predicted, 3)
     precision, recall, _ = classification.precision_recall_f1(confusion)
-    assert m["accuracy"] == classification.accuracy(s.label, s.predicted) == float(np.mean(s.label == s.predicted))
+    assert (
+        m["accuracy"]
+        == classification.accuracy(s.label, s.predicted)
+        == float(np.mean(s.label == s.predicted))
+    )
     assert m["log_loss"] == classification.log_loss(s.label, s.proba)
     assert m["macro_f1"] == classification.macro_f1(confusion)
-    assert m["mcc"] == classification.mcc_from_confusion(confusion) == classification.mcc(s.label, s.predicted, 3)
+    assert (
+        m["mcc"]
+        == classification.mcc_from_confusion(confusion)
+        == classification.mcc(s.label, s.predicted, 3)
+    )
     for c, label in enumerate(CLASSES):
         assert m[f"recall.{label}"] == recall[c]
         assert m[f"precision.{label}"] == precision[c]

@@ -1,4 +1,4 @@
-"""The latency processor's handler: predictions and DLQ records to window updates, windows to MetricWindows."""
+"""The latency handler: predictions and DLQ records to window updates, closed windows to MetricWindows."""
 
 from __future__ import annotations
 
@@ -130,7 +130,9 @@ def test_latency_percentiles_of_summed_batches_match_numpy_within_one_percent(
             max_event[source] = max(max_event.get(source, t), t)
     # The watermark of a health window is the scored time (the scorer's clock).
     for source in set(sources):
-        assert max_event[source] == max(int(s) for s, src in zip(scored, sources, strict=True) if src == source)
+        assert max_event[source] == max(
+            int(s) for s, src in zip(scored, sources, strict=True) if src == source
+        )
 
     # The handler's own definition: event to prediction ready, skewed events counted as 0 latency.
     e2e = scored.astype(np.float64) + processing - event.astype(np.float64)
@@ -175,8 +177,12 @@ def test_latency_percentiles_of_summed_batches_match_numpy_within_one_percent(
 
 def test_skew_is_an_event_time_after_the_prediction_was_ready(codecs: Codecs, handler: HealthHandler) -> None:
     values = [
-        codecs.prediction.encode(_prediction(event_time=T0 + 1_000, scored_time=T0 + 1_010, processing_ms=5.0)),
-        codecs.prediction.encode(_prediction(event_time=T0 + 9_000, scored_time=T0 + 1_010, processing_ms=5.0)),
+        codecs.prediction.encode(
+            _prediction(event_time=T0 + 1_000, scored_time=T0 + 1_010, processing_ms=5.0)
+        ),
+        codecs.prediction.encode(
+            _prediction(event_time=T0 + 9_000, scored_time=T0 + 1_010, processing_ms=5.0)
+        ),
     ]
     hashes = _Hashes()
     hashes.add(handler.predictions(values, ["p/0", "p/0"]).updates)
@@ -196,13 +202,17 @@ def test_v1_predictions_without_processing_ms_count_with_no_processing_time(
         v1.encode(
             {
                 k: v
-                for k, v in _prediction(event_id=f"old{i}", event_time=T0 + 50, scored_time=T0 + 100 + i).items()
+                for k, v in _prediction(
+                    event_id=f"old{i}", event_time=T0 + 50, scored_time=T0 + 100 + i
+                ).items()
                 if k != "processing_ms"
             }
         )
         for i in range(3)
     ]
-    current = codecs.prediction.encode(_prediction(event_time=T0 + 1_000, scored_time=T0 + 1_020, processing_ms=4.0))
+    current = codecs.prediction.encode(
+        _prediction(event_time=T0 + 1_000, scored_time=T0 + 1_020, processing_ms=4.0)
+    )
 
     hashes = _Hashes()
     out = handler.predictions(old, ["p/0"] * 3)
@@ -302,7 +312,11 @@ def test_empty_window_reports_no_data_and_staleness_since_the_last_prediction(ha
     assert not any(name.startswith(("latency_ms", "processing_ms")) for name in m)
     assert not {"flagged_rate", "data_error_rate", "system_error_rate"} & set(m)
     detail = json.loads(str(record["detail"]))
-    assert detail["lag"] == {"group": "scorer", "topic": "rig.sensor-readings", "partitions": {"0": 60, "1": 20}}
+    assert detail["lag"] == {
+        "group": "scorer",
+        "topic": "rig.sensor-readings",
+        "partitions": {"0": 60, "1": 20},
+    }
 
     record, last = handler.window("v1", T0, {}, 0, None, None)
     m = _metrics(record)
