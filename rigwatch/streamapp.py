@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 
@@ -24,6 +24,7 @@ __all__ = [
     "Applied",
     "BatchApplier",
     "Updates",
+    "WindowedProcessor",
     "assignment_tracker",
     "faust_app",
     "max_event_per_source",
@@ -31,6 +32,7 @@ __all__ = [
     "run_worker",
     "source_of",
     "values_and_sources",
+    "wire",
 ]
 
 log = logging.getLogger("rigwatch.streamapp")
@@ -172,6 +174,53 @@ def assignment_tracker(app: faust.App) -> Callable[[], list[str]]:
         return sorted(fresh)
 
     return newly_assigned
+
+
+class WindowedProcessor(Protocol):
+    """What :func:`wire` drives: batches in, windows out."""
+
+    store: WindowStore
+
+    async def handle(
+        self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]
+    ) -> None: ...
+
+    async def close_and_emit(self) -> int: ...
+
+
+def wire(
+    app: faust.App,
+    processor: WindowedProcessor,
+    inputs: Mapping[str, str],
+    *,
+    batch_max: int,
+    batch_timeout_ms: int,
+    close_interval_ms: int,
+) -> None:
+    """Give *app* one batch agent per input (name -> topic), the close/emit timer and the shutdown hook."""
+    newly_assigned = assignment_tracker(app)
+    within = batch_timeout_ms / 1000
+
+    def agent(which: str) -> Callable[[faust.StreamT], Awaitable[None]]:
+        async def consume(stream: faust.StreamT) -> None:
+            # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
+            async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
+                await processor.handle(events, which, newly_assigned())
+
+        return consume
+
+    for which, topic in inputs.items():
+        app.agent(app.topic(topic), name=which)(agent(which))
+
+    @app.timer(interval=close_interval_ms / 1000)
+    async def close_windows() -> None:
+        await processor.close_and_emit()
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
+        # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
+        await processor.store.release()
+        await processor.store.redis.aclose()
 
 
 def run_worker(app: faust.App, on_exit: Callable[[], None] = lambda: None) -> int:

@@ -28,11 +28,11 @@ from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from rigwatch.streamapp import (
     BatchApplier,
-    assignment_tracker,
     faust_app,
     now_ms,
     run_worker,
     values_and_sources,
+    wire,
 )
 from rigwatch.windowstore import WindowStore
 from services.drift.config import DriftSettings
@@ -139,33 +139,14 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
         handler, store, ReliableProducer(ends.bootstrap), topics.metrics, codecs, metrics
     )
     app = faust_app(config.group, ends.bootstrap, settings.run_dir)
-    batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
-
-    newly_assigned = assignment_tracker(app)
-
-    async def consume(stream: faust.StreamT, which: str) -> None:
-        # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
-        async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
-            await processor.handle(events, which, newly_assigned())
-
-    @app.agent(app.topic(topics.sensor_readings), name="readings")
-    async def readings(stream: faust.StreamT) -> None:
-        await consume(stream, "readings")
-
-    @app.agent(app.topic(topics.predictions), name="predictions")
-    async def predictions(stream: faust.StreamT) -> None:
-        await consume(stream, "predictions")
-
-    @app.timer(interval=config.close_interval_ms / 1000)
-    async def close_windows() -> None:
-        await processor.close_and_emit()
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
-        await store.release()
-        await redis.aclose()
-
+    wire(
+        app,
+        processor,
+        {"readings": topics.sensor_readings, "predictions": topics.predictions},
+        batch_max=config.batch_max,
+        batch_timeout_ms=config.batch_timeout_ms,
+        close_interval_ms=config.close_interval_ms,
+    )
     port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
     log.info(
         "drift of %s %s: %s + %s -> %s, %d ms windows (lateness %d ms), metrics port %s",

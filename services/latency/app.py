@@ -26,11 +26,11 @@ from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from rigwatch.streamapp import (
     BatchApplier,
-    assignment_tracker,
     faust_app,
     now_ms,
     run_worker,
     values_and_sources,
+    wire,
 )
 from rigwatch.windowstore import WindowStore
 from services.latency.config import LatencySettings
@@ -195,32 +195,14 @@ def build_app(settings: Settings, config: LatencySettings) -> tuple[faust.App, H
         config.forget_after_ms,
     )
     app = faust_app(config.group, ends.bootstrap, settings.run_dir)
-    batch_max, within = config.batch_max, config.batch_timeout_ms / 1000
-    newly_assigned = assignment_tracker(app)
-
-    async def consume(stream: faust.StreamT, which: str) -> None:
-        # take_events (faust >= 0.10) acks a batch only after this loop body has handled it.
-        async for events in stream.take_events(batch_max, within=within):  # type: ignore[attr-defined]
-            await processor.handle(events, which, newly_assigned())
-
-    @app.agent(app.topic(topics.predictions), name="predictions")
-    async def predictions(stream: faust.StreamT) -> None:
-        await consume(stream, "predictions")
-
-    @app.agent(app.topic(topics.dlq), name="dlq")
-    async def dlq(stream: faust.StreamT) -> None:
-        await consume(stream, "dlq")
-
-    @app.timer(interval=config.close_interval_ms / 1000)
-    async def close_windows() -> None:
-        await processor.close_and_emit()
-
-    @app.on_before_shutdown.connect  # type: ignore[arg-type]
-    async def shut_down(sender: Any, *args: Any, **kwargs: Any) -> None:
-        # Hand the emitter lease on now rather than when it expires; close Redis on its own loop.
-        await store.release()
-        await redis.aclose()
-
+    wire(
+        app,
+        processor,
+        {"predictions": topics.predictions, "dlq": topics.dlq},
+        batch_max=config.batch_max,
+        batch_timeout_ms=config.batch_timeout_ms,
+        close_interval_ms=config.close_interval_ms,
+    )
     port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
     log.info(
         "health: %s + %s -> %s, %d ms windows, lag of group %s (%s), metrics port %s",
