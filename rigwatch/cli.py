@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,6 +29,10 @@ stack_app = typer.Typer(help="The local broker (tansu) and Redis on loopback.", 
 app.add_typer(stack_app, name="stack")
 bench_app = typer.Typer(help="Benchmarks on the local stack (or RIGWATCH_BOOTSTRAP).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+alerts_app = typer.Typer(
+    help="Alerts on rig.alerts from the metric windows: run the service, list active alerts."
+)
+app.add_typer(alerts_app, name="alerts")
 
 DataOption = Annotated[
     Path | None,
@@ -281,6 +286,80 @@ def accuracy(
     except RigwatchError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
+
+
+@alerts_app.callback(invoke_without_command=True)
+def alerts(
+    ctx: typer.Context,
+    rules: Annotated[
+        Path | None,
+        typer.Option(help="TOML rules file. Default: RIGWATCH_ALERTS_RULES_FILE, else the shipped defaults."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9468.")
+    ] = None,
+) -> None:
+    """Evaluate alert rules on rig.metrics and publish firing / resolved Alerts to rig.alerts.
+
+    Only transitions are published, with a stable alert_id (rule/subject[/item]); state lives in
+    Redis, so a restart neither re-fires nor forgets an alert. The shipped rules, with every field
+    explained: services/alerts/default_rules.toml. `rigwatch alerts list` shows what is firing.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rigwatch.kafka import StopFlag
+    from services.alerts.app import run
+    from services.alerts.config import AlertsSettings
+
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"rules_file": rules, "metrics_port": metrics_port}.items() if v is not None
+    }
+    try:
+        code = run(Settings(), AlertsSettings(**overrides), StopFlag().install())
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+@alerts_app.command("list")
+def alerts_list() -> None:
+    """Print the alerts firing now (red: critical, orange: warning), most severe first.
+
+    Piped, each alert is one tab-separated line: severity, alert id, value, threshold, since, message.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from services.alerts.app import active_alerts
+    from services.alerts.config import AlertsSettings
+
+    try:
+        active = active_alerts(Settings(), AlertsSettings())
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if not active:
+        typer.echo("no active alerts")
+        return
+    rows = [
+        (
+            a["severity"],
+            a["alert_id"],
+            f"{a['value']:.4g}",
+            f"{a['threshold']:g}",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(a["first_seen"] / 1000)),
+            a["message"],
+        )
+        for a in active
+    ]
+    if not sys.stdout.isatty():  # for scripts: one tab-separated line per alert
+        for row in rows:
+            typer.echo("\t".join(row))
+        return
+    table = Table("severity", "alert", "value", "threshold", "since (UTC)", "message")
+    for severity, *rest in rows:
+        colour = "red" if severity == "critical" else "dark_orange"
+        table.add_row(f"[{colour}]{severity}[/]", *rest)
+    Console().print(table)
 
 
 @app.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +98,9 @@ class HealthHandler:
             "flagged": sum(1 for r in records if r["flags"]),
             "clock_skew": int(skewed.sum()),
         }
+        # Per humility flag kind (missing, outlying, uncertain, override), once per prediction.
+        kinds = Counter(kind for r in records for kind in {flag.split(":", 1)[0] for flag in r["flags"]})
+        ints |= {f"flag.{kind}": n for kind, n in kinds.items()}
         ints |= {f"e2e.{b}": n for b, n in self.buckets.counts(np.where(skewed, 0.0, e2e)).items()}
         ints |= {f"proc.{b}": n for b, n in self.buckets.counts(processing[known]).items()}
         maxes = {"last_scored_ms": float(scored.max()), "e2e_max_ms": float(max(e2e.max(), 0.0))}
@@ -157,6 +160,8 @@ class HealthHandler:
             metrics["system_error_rate"] = system / handled
         if n:
             metrics["flagged_rate"] = int(fields.get(b"flagged", 0)) / n
+            kinds = _int_fields(fields, b"flag.")
+            metrics |= {f"flag_rate.{kind}": count / n for kind, count in kinds.items()}
         if last_prediction_ms is not None:
             metrics["staleness_s"] = max(0.0, (end_ms - last_prediction_ms) / 1000)
         reasons = _int_fields(fields, b"dlq.")

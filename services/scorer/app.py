@@ -10,6 +10,7 @@ from typing import Protocol
 from confluent_kafka import Message
 
 from rigwatch.config import Settings, Topics
+from rigwatch.exceptions import ConfigError
 from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
 from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
@@ -17,9 +18,10 @@ from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from services.scorer.config import ScorerSettings
 from services.scorer.handler import Scorer
+from services.scorer.humility import HumilityRules
 from services.scorer.metrics import ScorerMetrics
 
-__all__ = ["handle_batch", "run"]
+__all__ = ["handle_batch", "humility_rules", "run"]
 
 log = logging.getLogger("rigwatch.scorer")
 
@@ -73,13 +75,36 @@ def handle_batch(
     metrics.batch_seconds.observe(time.perf_counter() - started)
 
 
+def humility_rules(config: ScorerSettings) -> HumilityRules:
+    """The humility rules *config* asks for.
+
+    Raises
+    ------
+    ConfigError
+        A bad rule setting, named as the environment variable that set it.
+    """
+    try:
+        return HumilityRules(
+            uncertain_below=config.uncertain_below,
+            outlying_margin=config.outlying_margin,
+            uncertain_action=config.uncertain_action,
+            outlying_action=config.outlying_action,
+            missing_action=config.missing_action,
+            fallback_label=config.fallback_label,
+        )
+    except ConfigError as exc:
+        # The fields are spelled as settings; an operator sets them as RIGWATCH_SCORER_<FIELD>.
+        raise ConfigError(f"scorer humility settings (RIGWATCH_SCORER_*): {exc}") from exc
+
+
 def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
     """Score until *stop* is set; finish the batch in hand, flush, commit and return 0."""
     ends = endpoints(settings)
     topics = settings.topics
     model = ModelPackage.load(config.model_dir or settings.model_dir)
     codecs = Codecs.load()
-    scorer = Scorer(model, codecs.sensor_reading, codecs.prediction, role=config.role)
+    rules = humility_rules(config)
+    scorer = Scorer(model, codecs.sensor_reading, codecs.prediction, role=config.role, rules=rules)
     metrics = ScorerMetrics()
     metrics.model.info({"name": model.name, "version": model.version, "role": config.role})
     port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
@@ -92,6 +117,10 @@ def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
         config.group,
         port,
     )
+    log.info("humility rules: %s", rules.describe())
+    if rules.outlying_margin is not None and not scorer.outlying_features:
+        # Said once here, or the rule would look on while it can never fire.
+        log.warning("outlying rule inactive: model %s has no training ranges in its reference", model.version)
     producer = ReliableProducer(ends.bootstrap, **{"linger.ms": config.linger_ms})
     consumer = BatchConsumer(ends.bootstrap, config.group, [topics.sensor_readings])
     try:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ScorerSettings"]
@@ -25,3 +26,26 @@ class ScorerSettings(BaseSettings):
     metrics_port: int = 9464
     #: Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
     metrics_host: str = "127.0.0.1"
+
+    # Humility rules (services.scorer.humility), checked by HumilityRules when the
+    # scorer starts, so a bad value is a ConfigError naming the field and the value.
+    #: A prediction whose confidence is below this is flagged ``uncertain``; empty
+    #: (``RIGWATCH_SCORER_UNCERTAIN_BELOW=``) turns the rule off.
+    uncertain_below: float | None = 0.5
+    #: A feature beyond its training [min, max] by more than this fraction of max - min
+    #: is flagged ``outlying:<feature>``; empty turns the rule off.
+    outlying_margin: float | None = 0.1
+    #: What each rule does to a row it fires on: ``none`` (flag only), ``override``
+    #: (label becomes fallback_label, flag ``override:<rule>``) or ``reject`` (DLQ,
+    #: reason ``humility:<rule>``).
+    uncertain_action: str = "none"
+    outlying_action: str = "none"
+    missing_action: str = "none"
+    #: The label an override emits; required by any ``override``, one of the model's classes.
+    fallback_label: str | None = None
+
+    @field_validator("uncertain_below", "outlying_margin", "fallback_label", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # An environment variable cannot be None; set and empty is how it says "off".
+        return None if isinstance(value, str) and not value.strip() else value

@@ -12,6 +12,7 @@ import numpy as np
 from rigwatch.codec import Codec
 from rigwatch.exceptions import SCORING_FAILED
 from rigwatch.fastcodec import BatchDecoder, ColumnBatch, compile_encoder
+from services.scorer.humility import HumilityRules, judge, training_range
 
 __all__ = ["Model", "Reject", "ScoredBatch", "Scorer", "feature_matrix"]
 
@@ -20,7 +21,13 @@ REQUIRED_IDS = ("event_id", "rig_id")
 
 
 class Model(Protocol):
-    """What the scorer needs of a model package."""
+    """What the scorer needs of a model package.
+
+    A ``reference`` attribute (the reference profile of a
+    :class:`~rigwatch.model.ModelPackage`) is optional: its ``features.<name>.min``
+    and ``max`` are the training ranges of the ``outlying`` humility rule, which is
+    skipped for a model without one.
+    """
 
     @property
     def name(self) -> str: ...
@@ -89,18 +96,50 @@ class Scorer:
         what the codecs give.
     role
         ``champion`` or ``challenger``, written on every prediction.
+    rules
+        The humility rules applied to every prediction (see
+        :mod:`services.scorer.humility`); None means the defaults, which flag only.
+
+    Raises
+    ------
+    ConfigError
+        The rules override with a ``fallback_label`` that is not one of the model's classes.
+    ModelError
+        The model's reference profile has a training range that is not a pair of numbers.
     """
 
-    def __init__(self, model: Model, readings: Codec, predictions: Codec, role: str = "champion") -> None:
+    def __init__(
+        self,
+        model: Model,
+        readings: Codec,
+        predictions: Codec,
+        role: str = "champion",
+        rules: HumilityRules | None = None,
+    ) -> None:
         self.model, self.role = model, role
+        self.rules = rules if rules is not None else HumilityRules()
+        self.rules.check_classes(model.classes)
+        self._low, self._high = training_range(getattr(model, "reference", None), model.features)
         self._decoder = BatchDecoder(readings)
         self._encode = compile_encoder(predictions)
         self._columns: np.ndarray | None = None
+
+    @property
+    def outlying_features(self) -> tuple[str, ...]:
+        """Features the ``outlying`` rule checks: those with a training range (none if the rule is off)."""
+        if self.rules.outlying_margin is None:
+            return ()
+        known = np.isfinite(self._low).tolist()
+        return tuple(f for f, ok in zip(self.model.features, known, strict=True) if ok)
 
     def score(
         self, values: Sequence[bytes | None], now_ms: int, *, started: float | None = None
     ) -> ScoredBatch:
         """Score *values*; nothing is dropped (see :class:`ScoredBatch`).
+
+        The humility rules run on the batch after the model: their flags go on the
+        prediction, an ``override`` replaces its label, a ``reject`` makes the
+        reading a :class:`Reject` with reason ``humility:<rule>`` instead.
 
         Every prediction's ``processing_ms`` is the time from *started* (a
         :func:`time.perf_counter` reading taken when the batch came off the consumer;
@@ -126,13 +165,25 @@ class Scorer:
             out.rejects.sort(key=lambda r: r.index)
             return out
         best = proba.argmax(axis=1)
-        any_missing = cast(list[bool], missing.any(axis=1).tolist())
         features, classes, encode = self.model.features, self.model.classes, self._encode
+        verdicts = judge(self.rules, x, missing, proba.max(axis=1), self._low, self._high, features)
+        fallback = self.rules.fallback_label
         event_ids, rig_ids = batch.strings["event_id"], batch.strings["rig_id"]
         cycles, times = batch.longs["cycle"].tolist(), batch.longs["event_time"].tolist()
         processing_ms = (time.perf_counter() - started) * 1000.0
         for i, (row, probs, top) in enumerate(zip(rows.tolist(), proba.tolist(), best.tolist(), strict=True)):
-            flags = [f"missing:{features[j]}" for j in np.flatnonzero(missing[i])] if any_missing[i] else []
+            label, verdict = classes[top], verdicts[i]
+            flags: list[str] = []
+            if verdict is not None:
+                if verdict.action == "reject":
+                    out.rejects.append(Reject(int(batch.index[row]), verdict.reason, verdict.detail))
+                    continue
+                flags = list(verdict.flags)
+                if verdict.action == "override":
+                    # Only the label is replaced: probabilities and confidence stay the
+                    # model's, so drift and calibration keep measuring the model itself
+                    # and the override:<rule> flag says the label is not its argmax.
+                    label = cast(str, fallback)
             rig_id = rig_ids[row]
             prediction = {
                 "event_id": event_ids[row],
@@ -143,7 +194,7 @@ class Scorer:
                 "model_version": self.model.version,
                 "role": self.role,
                 "probabilities": dict(zip(classes, probs, strict=True)),
-                "predicted_label": classes[top],
+                "predicted_label": label,
                 "confidence": probs[top],
                 "scored_time": now_ms,
                 "flags": flags,

@@ -197,7 +197,7 @@ def test_kill_and_restart_of_the_accuracy_processor_loses_and_doubles_no_joined_
     pumping = threading.Thread(
         target=_pump,
         args=(settings, real_dataset),
-        kwargs={"count": 4500, "rate": 400, "label_delay": 5.0, "label_coverage": 1.0},
+        kwargs={"count": 4500, "rate": 200, "label_delay": 5.0, "label_coverage": 1.0},
     )
     pumping.start()
     _windows(settings, version, lambda ws: len(ws) >= 2)

@@ -148,7 +148,7 @@ def test_drift_processor_killed_mid_stream_loses_and_double_counts_nothing(
     first = _drift(spawn, settings, group)
     version = ModelPackage.load(settings.model_dir).version
     pump = threading.Thread(
-        target=_pump, args=(settings, real_dataset), kwargs={"count": 6000, "interval_ms": 100, "rate": 250}
+        target=_pump, args=(settings, real_dataset), kwargs={"count": 6000, "interval_ms": 100, "rate": 150}
     )
     pump.start()
     _windows(settings, version, 3)

@@ -1,0 +1,1 @@
+"""Alerts: rules over MetricWindows, transitions on rig.alerts, state in Redis."""
