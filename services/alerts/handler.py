@@ -4,8 +4,9 @@ Per alert (rule, subject, item) a small state machine with hysteresis:
 
 - a breaching window (value past the warning threshold) adds to a breach
   streak, a healthy one to a healthy streak (each resets the other);
-- an inactive alert fires after ``for`` consecutive breaching windows, unless
-  it resolved less than ``cooldown_s`` of window time ago;
+- an inactive alert fires after ``for`` consecutive breaching windows, or
+  ``for_critical`` consecutive critical ones, unless it resolved less than
+  ``cooldown_s`` of window time ago;
 - a firing alert escalates at once when a window reaches a higher severity,
   and de-escalates or resolves only after ``clear_for`` windows below it;
 - windows under the rule's ``min_count``, and windows already seen (a
@@ -44,6 +45,7 @@ class AlertState:
     severity: str = "ok"
     breach: int = 0
     healthy: int = 0
+    critical: int = 0  # critical windows in a row
     lower: int = 0  # windows in a row below the current severity while firing
     since: int | None = None  # window end of the first window of the current breach streak
     first_seen: int | None = None  # of the firing alert: the start of its breach streak
@@ -106,9 +108,13 @@ class AlertEngine:
         else:
             state.breach, state.healthy = state.breach + 1, 0
             state.since = state.since if state.since is not None else end
+        state.critical = state.critical + 1 if level == "critical" else 0
         if state.severity == "ok":
             cooling = state.resolved_at is not None and end - state.resolved_at < rule.cooldown_s * 1000
-            if level != "ok" and state.breach >= rule.for_windows and not cooling:
+            due = state.breach >= rule.for_windows or (
+                rule.for_critical is not None and state.critical >= rule.for_critical
+            )
+            if level != "ok" and due and not cooling:
                 state.severity, state.first_seen, state.lower = level, state.since, 0
                 return level
             return None

@@ -36,6 +36,8 @@ class Rule:
     message: str
     min_count: int = 0
     for_windows: int = 1
+    #: Consecutive critical windows that fire at once (strong evidence need not wait ``for``).
+    for_critical: int | None = None
     clear_for: int = 1
     cooldown_s: float = 0.0
     subjects: str = "any"
@@ -123,6 +125,7 @@ def _rule(index: int, table: Mapping[str, Any]) -> Rule:
         message=_field(where, table, "message", str),
         min_count=_field(where, table, "min_count", int, 0),
         for_windows=_field(where, table, "for", int, 1),
+        for_critical=_field(where, table, "for_critical", int, None),
         clear_for=_field(where, table, "clear_for", int, 1),
         cooldown_s=float(_field(where, table, "cooldown_s", number, 0.0)),
         subjects=_field(where, table, "subjects", str, "any"),
@@ -141,6 +144,10 @@ def _rule(index: int, table: Mapping[str, Any]) -> Rule:
         (rule.subjects in _SUBJECTS, f"subjects = {rule.subjects!r}, expected one of {', '.join(_SUBJECTS)}"),
         (rule.min_count >= 0, f"min_count = {rule.min_count}, expected >= 0"),
         (rule.for_windows >= 1, f"for = {rule.for_windows}, expected >= 1"),
+        (
+            rule.for_critical is None or rule.for_critical >= 1,
+            f"for_critical = {rule.for_critical}, expected >= 1",
+        ),
         (rule.clear_for >= 1, f"clear_for = {rule.clear_for}, expected >= 1"),
         (rule.cooldown_s >= 0, f"cooldown_s = {rule.cooldown_s}, expected >= 0"),
         (
@@ -174,7 +181,7 @@ def _rule(index: int, table: Mapping[str, Any]) -> Rule:
         raise ConfigError(f"{where}: message {rule.message!r} cannot be formatted: {exc!r}") from None
     unknown = set(table) - {
         "name", "kind", "metric", "direction", "warning", "critical", "message", "min_count",
-        "for", "clear_for", "cooldown_s", "subjects", "also",
+        "for", "for_critical", "clear_for", "cooldown_s", "subjects", "also",
     }  # fmt: skip
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")

@@ -160,8 +160,9 @@ def test_a_feature_offset_fires_once_survives_a_restart_and_resolves_once(
     )
     assert [(a["state"], a["severity"]) for a in seen] == [("firing", "critical"), ("resolved", "ok")]
     fired, resolved = seen
-    # Fires on the second shifted window (for = 2), resolves after two clean ones (clear_for = 2).
-    assert fired["first_seen"] == START_MS + 11 * 30_000 and fired["window_end"] == START_MS + 12 * 30_000
+    # Critical in the first shifted window: fires at once (for_critical = 1); resolves after
+    # two clean windows (clear_for = 2).
+    assert fired["first_seen"] == fired["window_end"] == START_MS + 11 * 30_000
     assert resolved["window_end"] == START_MS + 22 * 30_000
     assert fired["message"].startswith("tsb_temp drifted: PSI ") and f"(model {version})" in fired["message"]
     assert fired["value"] > fired["threshold"] == 2.0

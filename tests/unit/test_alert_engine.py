@@ -89,6 +89,25 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], list[tuple[int, str, str]
         {"values": [1.5, 1.5, 0.5, 1.5, 1.5, 1.5]},
         [(5, F, W)],
     ),
+    # for_critical: consecutive critical windows fire before `for` is reached; warnings still wait.
+    (
+        "for_critical1_fires_at_first_critical",
+        {"for_windows": 3, "for_critical": 1},
+        {"values": [2.5]},
+        [(0, F, C)],
+    ),
+    (
+        "for_critical2_needs_two_critical_in_a_row",
+        {"for_windows": 4, "for_critical": 2},
+        {"values": [2.5, 1.5, 2.5, 2.5]},
+        [(3, F, C)],
+    ),
+    (
+        "for_critical_leaves_warnings_to_for",
+        {"for_windows": 3, "for_critical": 1},
+        {"values": [1.5, 1.5, 1.5]},
+        [(2, F, W)],
+    ),
     # hysteresis: clear_for healthy windows in a row to resolve; no flapping records.
     ("clear_for1_resolves_at_once", {}, {"values": [1.5, 0.5]}, [(0, F, W), (1, R, OK)]),
     (
@@ -346,14 +365,26 @@ def test_below_rule_message_ops_and_thresholds() -> None:
 def test_default_feature_drift_message_names_item_psi_ratio_and_threshold() -> None:
     engine = AlertEngine([_default("feature_drift")])
     states: dict[str, AlertState] = {}
-    metrics = {"psi_ratio.tsb_temp": 2.5, "psi.tsb_temp": 0.31}
-    assert engine.evaluate(_window(1000, metrics, count=200), states) == []
-    (alert,) = engine.evaluate(_window(2000, metrics, count=200), states)
+    # A warning-level ratio waits for a second window (for = 2) ...
+    warning = {"psi_ratio.tsb_temp": 1.5, "psi.tsb_temp": 0.19}
+    assert engine.evaluate(_window(1000, warning, count=200), states) == []
+    (alert,) = engine.evaluate(_window(2000, warning, count=200), states)
     assert alert["alert_id"] == "feature_drift/v1/tsb_temp"
     assert alert["metric"] == "psi_ratio.tsb_temp"
-    assert (alert["severity"], alert["threshold"], alert["first_seen"]) == (C, 2.0, 1000)
+    assert (alert["severity"], alert["threshold"], alert["first_seen"]) == (W, 1.0, 1000)
     assert alert["message"] == (
-        "tsb_temp drifted: PSI 0.310 is 2.5x what noise reaches at n=200 (> 2x) for 2 windows (model v1)"
+        "tsb_temp drifted: PSI 0.190 is 1.5x what noise reaches at n=200 (> 1x) for 2 windows (model v1)"
+    )
+    # ... a critical one fires in its first window (for_critical = 1).
+    critical = {"psi_ratio.psa_bar": 2.5, "psi.psa_bar": 0.31}
+    (alert,) = engine.evaluate(_window(3000, critical, count=200), states)
+    assert (alert["alert_id"], alert["severity"], alert["first_seen"]) == (
+        "feature_drift/v1/psa_bar",
+        C,
+        3000,
+    )
+    assert alert["message"] == (
+        "psa_bar drifted: PSI 0.310 is 2.5x what noise reaches at n=200 (> 2x) for 1 windows (model v1)"
     )
 
 
