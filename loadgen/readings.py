@@ -29,31 +29,44 @@ BAD_KINDS = ("not_single_object", "unknown_schema", "bad_body", "missing_field")
 
 @dataclass(frozen=True)
 class Shift:
-    """A drift scenario: add *delta* to *sensor* in every reading from sequence number *start* on.
+    """A drift scenario: add *delta* to *sensor* in every reading from sequence number *start* on
+    (up to, not including, *end* when given).
 
     Examples
     --------
     >>> Shift.parse("tsb_temp=+2@1000")
-    Shift(sensor='tsb_temp', delta=2.0, start=1000)
+    Shift(sensor='tsb_temp', delta=2.0, start=1000, end=None)
+    >>> Shift.parse("tsb_temp=+2@1000-2000").applies(2000)
+    False
     """
 
     sensor: str
     delta: float
     start: int = 0
+    end: int | None = None
+
+    def applies(self, seq: int) -> bool:
+        """Whether reading *seq* is shifted."""
+        return seq >= self.start and (self.end is None or seq < self.end)
 
     @classmethod
     def parse(cls, text: str) -> Shift:
-        """``SENSOR=DELTA[@START]``, e.g. ``tsb_temp=+2@1000``."""
+        """``SENSOR=DELTA[@START[-END]]``, e.g. ``tsb_temp=+2@1000`` or ``tsb_temp=+2@1000-2000``."""
         name, sep, rest = text.partition("=")
-        delta, _, start = rest.partition("@")
+        delta, _, span = rest.partition("@")
+        start, _, end = span.partition("-")
         if not sep or name not in SENSOR_COLUMNS:
             raise ConfigError(
-                f"shift={text!r}: expected SENSOR=DELTA[@START], SENSOR one of {', '.join(SENSOR_COLUMNS)}"
+                f"shift={text!r}: expected SENSOR=DELTA[@START[-END]], "
+                f"SENSOR one of {', '.join(SENSOR_COLUMNS)}"
             )
         try:
-            return cls(name, float(delta), int(start) if start else 0)
+            shift = cls(name, float(delta), int(start) if start else 0, int(end) if end else None)
         except ValueError:
-            raise ConfigError(f"shift={text!r}: DELTA must be a number and START an integer") from None
+            raise ConfigError(f"shift={text!r}: DELTA must be a number, START and END integers") from None
+        if shift.end is not None and shift.end <= shift.start:
+            raise ConfigError(f"shift={text!r}: END {shift.end} must be after START {shift.start}")
+        return shift
 
 
 @dataclass(frozen=True)
@@ -175,7 +188,7 @@ class ReadingStream:
             row = int(self._rng.integers(n)) if self.order == "iid" else seq % n
             reading = self._reading(rig, cycles[rig], row, clock_ms())
             for shift in self.shifts:
-                if seq >= shift.start and reading[shift.sensor] is not None:
+                if shift.applies(seq) and reading[shift.sensor] is not None:
                     reading[shift.sensor] += shift.delta
             cycles[rig] += 1
             if self._is_bad(seq):

@@ -373,7 +373,7 @@ def test_default_feature_drift_message_names_item_psi_ratio_and_threshold() -> N
     assert alert["metric"] == "psi_ratio.tsb_temp"
     assert (alert["severity"], alert["threshold"], alert["first_seen"]) == (W, 1.0, 1000)
     assert alert["message"] == (
-        "tsb_temp drifted: PSI 0.190 is 1.5x what noise reaches at n=200 (> 1x) for 2 windows (model v1)"
+        "tsb_temp drifted: PSI 0.190 is 1.5x what noise reaches at n=200 (> 1x) for 2 window(s) (model v1)"
     )
     # ... a critical one fires in its first window (for_critical = 1).
     critical = {"psi_ratio.psa_bar": 2.5, "psi.psa_bar": 0.31}
@@ -384,7 +384,7 @@ def test_default_feature_drift_message_names_item_psi_ratio_and_threshold() -> N
         3000,
     )
     assert alert["message"] == (
-        "psa_bar drifted: PSI 0.310 is 2.5x what noise reaches at n=200 (> 2x) for 1 windows (model v1)"
+        "psa_bar drifted: PSI 0.310 is 2.5x what noise reaches at n=200 (> 2x) for 1 window(s) (model v1)"
     )
 
 
