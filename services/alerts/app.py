@@ -20,10 +20,11 @@ from typing import Any
 
 from confluent_kafka import Message
 from redis import Redis
+from redis.exceptions import RedisError
 
 from rigwatch.codec import Codec
 from rigwatch.config import Settings
-from rigwatch.exceptions import DecodeError
+from rigwatch.exceptions import DecodeError, StackError
 from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
 from rigwatch.metrics import serve_metrics
 from rigwatch.schemas import Codecs
@@ -166,9 +167,12 @@ def namespace(settings: Settings, config: AlertsSettings) -> str:
 
 def active_alerts(settings: Settings, config: AlertsSettings) -> list[dict[str, Any]]:
     """The alerts firing now (their last published record), most severe first."""
-    redis = Redis.from_url(endpoints(settings).redis_url)
+    url = endpoints(settings).redis_url
+    redis = Redis.from_url(url)
     try:
         states = AlertStore(redis, namespace(settings, config)).states()
+    except RedisError as exc:
+        raise StackError(f"alert state in Redis at {url}: {exc}") from exc
     finally:
         redis.close()
     active = [s.last for s in states.values() if s.severity != "ok" and s.last is not None]
