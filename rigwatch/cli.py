@@ -145,7 +145,7 @@ def scorer(
     }
     try:
         code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())
-    except RigwatchError as exc:
+    except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
 
@@ -192,7 +192,7 @@ def drift(
     }
     try:
         code = run(Settings(), DriftSettings(**overrides))
-    except RigwatchError as exc:
+    except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
 
@@ -283,7 +283,7 @@ def accuracy(
     }
     try:
         code = run(Settings(), AccuracySettings(**overrides))
-    except RigwatchError as exc:
+    except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
 
@@ -316,7 +316,7 @@ def alerts(
     }
     try:
         code = run(Settings(), AlertsSettings(**overrides), StopFlag().install())
-    except RigwatchError as exc:
+    except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
 
