@@ -9,11 +9,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-import numpy as np
-
 from loadgen.readings import ReadingStream, Shift, WrongLabels, stepping_clock
+from loadgen.scenarios import Effect
 from rigwatch.config import Settings
-from rigwatch.data import CLASS_LABELS, Dataset
+from rigwatch.data import Dataset
 from rigwatch.kafka import ReliableProducer, StopFlag
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
@@ -41,6 +40,8 @@ class PumpOptions:
     event_start_ms: int | None = None
     shifts: tuple[Shift, ...] = ()
     wrong_labels: WrongLabels | None = None
+    #: Scenario effects (loadgen.scenarios), beside the shifts and wrong labels above.
+    effects: tuple[Effect, ...] = ()
 
 
 @dataclass
@@ -97,11 +98,13 @@ def run_pump(
         bad_rate=options.bad_rate,
         label_coverage=options.label_coverage,
         seed=options.seed,
-        shifts=options.shifts,
+        effects=(
+            *options.effects,
+            *(shift.effect() for shift in options.shifts),
+            *((options.wrong_labels.effect(),) if options.wrong_labels else ()),
+        ),
     )
     simulated = options.event_interval_ms is not None
-    # Its own stream: the readings and their labels stay the same with or without the scenario.
-    relabel_rng = np.random.default_rng([options.seed, 1])
     clock = (
         stepping_clock(options.event_start_ms or _now_ms(), options.event_interval_ms or 0)
         if simulated
@@ -157,10 +160,7 @@ def run_pump(
             sim_now = event.reading["event_time"]
         if event.label is not None and event.reading is not None:
             reading = event.reading
-            label = event.label
-            if options.wrong_labels is not None:
-                label = options.wrong_labels.relabel(seq, label, CLASS_LABELS, relabel_rng)
-            actual = {"event_id": reading["event_id"], "rig_id": reading["rig_id"], "label": label}
+            actual = {"event_id": reading["event_id"], "rig_id": reading["rig_id"], "label": event.label}
             delay = options.label_delay * 1000 if simulated else options.label_delay
             pending.append((clock_now() + delay, event.key, actual))
         send_due_actuals(clock_now())

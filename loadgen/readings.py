@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from loadgen.scenarios import Effect
 from rigwatch.codec import MARKER, Codec
-from rigwatch.data import SENSOR_COLUMNS, Dataset
+from rigwatch.data import CLASS_LABELS, SENSOR_COLUMNS, Dataset
 from rigwatch.exceptions import ConfigError
 
 __all__ = [
@@ -36,7 +37,7 @@ class Shift:
     --------
     >>> Shift.parse("tsb_temp=+2@1000")
     Shift(sensor='tsb_temp', delta=2.0, start=1000, end=None)
-    >>> Shift.parse("tsb_temp=+2@1000-2000").applies(2000)
+    >>> Shift.parse("tsb_temp=+2@1000-2000").effect().active(2000)
     False
     """
 
@@ -45,9 +46,9 @@ class Shift:
     start: int = 0
     end: int | None = None
 
-    def applies(self, seq: int) -> bool:
-        """Whether reading *seq* is shifted."""
-        return seq >= self.start and (self.end is None or seq < self.end)
+    def effect(self) -> Effect:
+        """The pump effect that applies this shift."""
+        return Effect("offset", self.start, self.end, self.sensor, self.delta)
 
     @classmethod
     def parse(cls, text: str) -> Shift:
@@ -94,11 +95,9 @@ class WrongLabels:
             raise ConfigError(f"wrong_labels={text!r}: RATE must be in [0, 1] and START >= 0")
         return parsed
 
-    def relabel(self, seq: int, label: str, classes: Sequence[str], rng: np.random.Generator) -> str:
-        """*label*, or for reading *seq* in the scenario, with probability *rate*, another class."""
-        if seq < self.start or rng.random() >= self.rate:
-            return label
-        return str(rng.choice([c for c in classes if c != label]))
+    def effect(self) -> Effect:
+        """The pump effect that applies this scenario."""
+        return Effect("wrong-labels", self.start, None, amount=self.rate)
 
 
 def stepping_clock(start_ms: int, interval_ms: int) -> Callable[[], int]:
@@ -145,6 +144,8 @@ class ReadingStream:
         Fraction of malformed records; with *count* known, exactly ``round(count * bad_rate)``.
     label_coverage
         Fraction of valid readings that get an Actual.
+    effects
+        Scenario effects (:class:`~loadgen.scenarios.Effect`) by reading number.
     """
 
     def __init__(
@@ -159,7 +160,7 @@ class ReadingStream:
         bad_rate: float = 0.0,
         label_coverage: float = 1.0,
         seed: int = 0,
-        shifts: Sequence[Shift] = (),
+        effects: Sequence[Effect] = (),
     ) -> None:
         if order not in ("iid", "run"):
             raise ConfigError(f"order={order!r}: expected 'iid' or 'run'")
@@ -171,8 +172,12 @@ class ReadingStream:
         self.dataset, self.codec, self.run_id = dataset, codec, run_id
         self.order, self.rigs, self.count = order, rigs, count
         self.bad_rate, self.label_coverage = bad_rate, label_coverage
-        self.shifts = tuple(shifts)
+        self.effects = tuple(effects)
         self._rng = np.random.default_rng(seed)
+        # Own streams for the effects: the same seed gives the same readings with or without them.
+        self._effect_rng = np.random.default_rng([seed, 1])
+        self._failing = np.flatnonzero(dataset.cool_cond == 3)
+        self._stuck: dict[int, float | None] = {}
         self._bad_at: set[int] | None = None
         if count is not None:
             n_bad = round(count * bad_rate)
@@ -186,21 +191,50 @@ class ReadingStream:
         while self.count is None or seq < self.count:
             rig = seq % self.rigs
             row = int(self._rng.integers(n)) if self.order == "iid" else seq % n
+            row = self._degraded(seq, row)
             reading = self._reading(rig, cycles[rig], row, clock_ms())
-            for shift in self.shifts:
-                if shift.applies(seq) and reading[shift.sensor] is not None:
-                    reading[shift.sensor] += shift.delta
+            self._perturb(seq, reading)
             cycles[rig] += 1
             if self._is_bad(seq):
                 kind = BAD_KINDS[int(self._rng.integers(len(BAD_KINDS)))]
                 yield PumpEvent(reading["rig_id"], self._malformed(kind, reading), None, None, kind)
             else:
                 labelled = self._rng.random() < self.label_coverage
-                label = str(int(self.dataset.cool_cond[row])) if labelled else None
+                label = self._relabel(seq, str(int(self.dataset.cool_cond[row]))) if labelled else None
                 yield PumpEvent(reading["rig_id"], self.codec.encode(reading), reading, label)
             seq += 1
 
+    def _active(self, kind: str, seq: int) -> list[tuple[int, Effect]]:
+        return [(i, e) for i, e in enumerate(self.effects) if e.kind == kind and e.active(seq)]
+
+    def _degraded(self, seq: int, row: int) -> int:
+        """A failing cooler's cycle instead of *row*, more likely the further into a ``degrade`` span."""
+        for _, e in self._active("degrade", seq):
+            if self._failing.size and self._effect_rng.random() < e.progress(seq):
+                return int(self._failing[self._effect_rng.integers(self._failing.size)])
+        return row
+
+    def _perturb(self, seq: int, reading: dict[str, Any]) -> None:
+        for i, e in enumerate(self.effects):
+            if e.sensor is None or not e.active(seq) or reading[e.sensor] is None:
+                continue
+            if e.kind == "offset":
+                reading[e.sensor] += e.amount
+            elif e.kind == "noise":
+                reading[e.sensor] += float(self._effect_rng.normal(0.0, e.amount))
+            elif e.kind == "stuck":
+                reading[e.sensor] = self._stuck.setdefault(i, reading[e.sensor])
+
+    def _relabel(self, seq: int, label: str) -> str:
+        for _, e in self._active("wrong-labels", seq):
+            if self._effect_rng.random() < e.amount:
+                return str(self._effect_rng.choice([c for c in CLASS_LABELS if c != label]))
+        return label
+
     def _is_bad(self, seq: int) -> bool:
+        for _, e in self._active("bad", seq):
+            if self._effect_rng.random() < e.amount:
+                return True
         if self._bad_at is not None:
             return seq in self._bad_at
         return bool(self.bad_rate) and self._rng.random() < self.bad_rate

@@ -395,6 +395,17 @@ def pump(
             "(up to END; e.g. tsb_temp=+2@1000-2000); repeatable."
         ),
     ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Named scenario NAME[@START[-END]] over reading numbers: iid, run-order, sensor-offset, "
+            "sensor-stuck, sensor-noise, cooler-degradation, bad-records, wrong-labels; repeatable. "
+            "--list-scenarios says what each should trigger."
+        ),
+    ] = None,
+    list_scenarios: Annotated[
+        bool, typer.Option("--list-scenarios", help="Print the scenarios and what each triggers, then exit.")
+    ] = False,
 ) -> None:
     """Publish real hydraulic cycles as SensorReadings, and their Actuals after a delay.
 
@@ -403,10 +414,18 @@ def pump(
     """
     from loadgen.pump import PumpOptions, run_pump
     from loadgen.readings import Shift, WrongLabels
+    from loadgen.scenarios import SCENARIOS, parse_scenario
     from rigwatch.data import resolve_data
     from rigwatch.kafka import StopFlag
 
+    if list_scenarios:
+        for name, known in SCENARIOS.items():
+            typer.echo(f"{name:20s} {known.triggers}")
+        return
     try:
+        chosen = [parse_scenario(text) for text in scenario or ()]
+        if any(s.order == "run" for s, _ in chosen):
+            order = "run"
         dataset = resolve_data(data, progress=_say)
         _say(f"data: {dataset.source} ({len(dataset)} cycles)")
         options = PumpOptions(
@@ -423,6 +442,7 @@ def pump(
             event_start_ms=event_start_ms,
             shifts=tuple(Shift.parse(s) for s in shift or ()),
             wrong_labels=WrongLabels.parse(wrong_labels) if wrong_labels else None,
+            effects=tuple(e for _, effects in chosen for e in effects),
         )
         run_pump(Settings(), dataset, options, StopFlag().install())
     except RigwatchError as exc:

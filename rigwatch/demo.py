@@ -1,13 +1,15 @@
 """``make demo``: the whole system on one machine, with a live view of predictions, windows and alerts.
 
-Scorer, drift, latency, accuracy and alerts run as processes beside the pump;
-after a minute of clean data the pump adds +2 degC to ``tsb_temp`` (a sensor
-drift) so an alert fires and, when the scenario ends, resolves.
+Scorer, drift, latency, accuracy and alerts run as processes beside the pump,
+which plays the scenario timeline of :data:`loadgen.scenarios.DEMO_TIMELINE`
+(normal, a temperature sensor offset, recovery, bad records, a cooler
+degrading toward failure), so alerts fire and resolve within minutes.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from loadgen.scenarios import Phase, demo_timeline
 from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag, TopicReader
 from rigwatch.schemas import Codecs
@@ -57,8 +60,6 @@ _DEMO_ENV = {
     "RIGWATCH_ACCURACY_LATENESS_MS": "2000",
     "RIGWATCH_LATENCY_WINDOW_MS": "5000",
 }
-#: The scenario: seconds of clean data, then seconds of drift on one sensor.
-_CLEAN_S, _DRIFT_S = 60, 60
 
 
 def run_demo(
@@ -76,24 +77,24 @@ def run_demo(
         bound = settings.model_copy(update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url})
         env = bound.to_env(**_DEMO_ENV)
         data_args = ["--data", str(data)] if data else []
-        start, end = int(rate * _CLEAN_S), int(rate * (_CLEAN_S + _DRIFT_S))
-        shift = ["--shift", f"tsb_temp=+2@{start}-{end}"] if scenario else []
-        if scenario:
-            console.print(
-                f"scenario: +2 degC on tsb_temp from reading {start} to {end} "
-                f"(~{_CLEAN_S} s to {_CLEAN_S + _DRIFT_S} s): watch the alerts"
-            )
+        phases, specs = demo_timeline(rate) if scenario else ([], [])
+        scenario_args = [arg for spec in specs for arg in ("--scenario", spec)]
+        for phase in phases:
+            until = f"{phase.end_s:.0f} s" if phase.end_s is not None else "the end"
+            console.print(f"  {phase.start_s:>4.0f} s .. {until}: {phase.name}")
         since_ms = int(time.time() * 1000)
         services = [
             _service([name, "--metrics-port", "0"], settings.run_dir / f"{name}.log", env)
             for name in ("scorer", "drift", "latency", "accuracy", "alerts")
         ]
         services.append(
-            _service(["pump", "--rate", str(rate), *data_args, *shift], settings.run_dir / "pump.log", env)
+            _service(
+                ["pump", "--rate", str(rate), *data_args, *scenario_args], settings.run_dir / "pump.log", env
+            )
         )
         stop = StopFlag().install()
         try:
-            _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services)
+            _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services, phases)
         finally:
             console.print("stopping the pump and the services ...")
             for proc in reversed(services):
@@ -111,6 +112,8 @@ class _View:
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=8)
         self.windows: dict[str, dict[str, Any]] = {}  # the last window of each kind (model subjects)
         self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=6)
+        self.active: dict[str, dict[str, Any]] = {}  # alert_id -> its firing record
+        self.phases: list[Phase] = []
 
     def remember(self, event_id: str, label: str) -> None:
         self.labels[event_id] = label
@@ -119,11 +122,15 @@ class _View:
 
     def render(self) -> Group:
         elapsed = max(time.monotonic() - self.started, 1e-9)
+        phase = next(
+            (p.name for p in self.phases if p.start_s <= elapsed and (p.end_s is None or elapsed < p.end_s)),
+            "",
+        )
         summary = Text(
             f"sent {self.sent}  predictions {self.predicted} ({self.predicted / elapsed:.0f}/s)"
             f"  dlq {self.dead}  labelled {self.labelled}"
             f"  accuracy {self.right / self.labelled if self.labelled else float('nan'):.3f}"
-            f"  elapsed {elapsed:.0f} s   (Ctrl-C stops)"
+            f"  elapsed {elapsed:.0f} s   (Ctrl-C stops)" + (f"\nscenario phase: {phase}" if phase else "")
         )
         table = Table("rig", "cycle", "event → scored", "predicted", "confidence", "true", "model")
         for p in reversed(self.recent):
@@ -145,14 +152,26 @@ class _View:
             m = self.windows.get(kind, {}).get("metrics", {})
             return "  ".join(f"{n} {m[n]:.3g}" for n in names if n in m) or "…"
 
-        return Text(
-            f"health: {pick('health', 'rate_per_s', 'latency_ms.p99', 'staleness_s', 'data_error_rate')}\n"
-            f"drift: {pick('drift', 'drift_score', 'max_psi_ratio', 'drifted_features')}\n"
-            f"accuracy: {pick('accuracy', 'accuracy', 'estimated_accuracy', 'coverage')}"
-        )
+        lines = [
+            f"health: {pick('health', 'rate_per_s', 'latency_ms.p99', 'staleness_s', 'data_error_rate')}",
+            f"accuracy: {pick('accuracy', 'accuracy', 'estimated_accuracy', 'coverage')}",
+            f"drift: {pick('drift', 'drift_score', 'prediction_drift', 'drifted_features')}",
+        ]
+        # The top drifting features of the last window as bars: PSI over its noise threshold.
+        detail = json.loads(self.windows.get("drift", {}).get("detail") or "{}")
+        for feature, ratio in detail.get("top_features", [])[:4]:
+            bar = "█" * min(40, round(ratio * 4))
+            lines.append(f"  {feature:>14s} {ratio:6.1f}x {bar}{' ▶ drift' if ratio > 1 else ''}")
+        return Text("\n".join(lines))
 
     def _alerts_table(self) -> Table:
-        table = Table("alert", "state", "severity", "message", title="rig.alerts (latest last)")
+        table = Table(
+            "alert",
+            "state",
+            "severity",
+            "message",
+            title=f"rig.alerts (latest last; {len(self.active)} active)",
+        )
         for a in self.alerts:
             colour = {"critical": "red", "warning": "dark_orange"}.get(a["severity"], "green")
             table.add_row(a["alert_id"], a["state"], f"[{colour}]{a['severity']}[/]", a["message"])
@@ -167,8 +186,10 @@ def _watch(
     stop: StopFlag,
     duration: float | None,
     services: list[subprocess.Popen[bytes]],
+    phases: list[Phase],
 ) -> None:
     topics, codecs, view = settings.topics, Codecs.load(), _View()
+    view.phases = phases
     predicted: dict[str, str] = {}
     watched = [
         topics.sensor_readings,
@@ -193,7 +214,12 @@ def _watch(
                     if not w["subject"].startswith("rig:"):
                         view.windows[w["kind"]] = w
                 elif topic == topics.alerts:
-                    view.alerts.append(codecs.alert.decode(value))
+                    alert = codecs.alert.decode(value)
+                    view.alerts.append(alert)
+                    if alert["state"] == "firing":
+                        view.active[alert["alert_id"]] = alert
+                    else:
+                        view.active.pop(alert["alert_id"], None)
                 elif topic == topics.sensor_readings:
                     view.sent += 1
                 elif topic == topics.predictions:

@@ -83,7 +83,7 @@ def test_sensor_columns_are_all_on_the_wire() -> None:
 def test_shift_adds_its_delta_from_its_start_on() -> None:
     codec = Codecs.load().sensor_reading
     stream = ReadingStream(
-        _dataset(), codec, run_id="s", order="run", count=6, shifts=[Shift.parse("tsb_temp=+2@3")]
+        _dataset(), codec, run_id="s", order="run", count=6, effects=[Shift.parse("tsb_temp=+2@3").effect()]
     )
     readings = [codec.decode(e.value) for e in stream.events(lambda: 0)]
     column = SENSOR_COLUMNS.index("tsb_temp")
@@ -101,3 +101,42 @@ def test_stepping_clock_drives_event_time() -> None:
     stream = ReadingStream(_dataset(), codec, run_id="c", count=4)
     events = [codec.decode(e.value)["event_time"] for e in stream.events(stepping_clock(10_000, 500))]
     assert events == [10_000, 10_500, 11_000, 11_500]
+
+
+def test_scenario_effects_act_only_inside_their_span() -> None:
+    from loadgen.scenarios import Effect
+
+    effects = [
+        Effect("stuck", 10, 20, "psa_bar"),
+        Effect("noise", 0, 50, "psb_bar", 3.0),
+        Effect("bad", 50, 70, amount=1.0),
+        Effect("wrong-labels", 70, 90, amount=1.0),
+        Effect("degrade", 90, 100),
+    ]
+    codec, events = _events(count=100, seed=1, effects=effects)
+    readings = {i: codec.decode(e.value) for i, e in enumerate(events) if e.reading is not None}
+    clean = {i: e for i, e in enumerate(_events(count=100, seed=1)[1])}
+    # stuck: the value of reading 10 from 10 to 19, free again after.
+    assert {readings[i]["psa_bar"] for i in range(10, 20)} == {readings[10]["psa_bar"]}
+    assert len({readings[i]["psa_bar"] for i in range(20, 50)}) > 1
+    # noise: psb_bar moves off the data's value (up to reading 50 the rows equal a run without effects).
+    noisy = [readings[i]["psb_bar"] - codec.decode(clean[i].value)["psb_bar"] for i in range(10, 50)]
+    assert np.std(noisy) == pytest.approx(3.0, rel=0.5) and clean[60].label is not None
+    # bad: every record in [50, 70) malformed, none outside.
+    assert [i for i, e in enumerate(events) if e.bad_kind] == list(range(50, 70))
+    # wrong labels: every label in [70, 90) differs from the row's class.
+    rows = {i: int(readings[i]["psa_bar"] // 17) for i in range(70, 90)}  # psa_bar is row * 17 here
+    assert all(events[i].label != ("3", "20", "100")[rows[i] % 3] for i in range(70, 90))
+    # degrade with progress rising to 1: the last readings come from failing-cooler (3 %) rows.
+    assert events[99].label == "3"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [("nope", "unknown name 'nope'"), ("sensor-offset@x", "START and END must be reading numbers")],
+)
+def test_scenario_names_and_spans_are_checked(text: str, fragment: str) -> None:
+    from loadgen.scenarios import parse_scenario
+
+    with pytest.raises(ConfigError, match=fragment):
+        parse_scenario(text)
