@@ -151,22 +151,33 @@ DEMO_TIMELINE: tuple[tuple[str, float, str | None], ...] = (
 )
 
 
-def demo_timeline(rate: float) -> tuple[list[Phase], list[str]]:
+def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase], list[str]]:
     """The demo's phases and, for a pump sending *rate* readings/s, the ``--scenario`` values that play them.
+
+    *scenario* ``timeline`` plays :data:`DEMO_TIMELINE`; a scenario name plays 20 s normal,
+    20 s of that scenario, then recovery.
 
     Examples
     --------
     >>> phases, specs = demo_timeline(10)
     >>> specs[0], phases[0].name
     ('sensor-offset@600-1200', 'normal')
+    >>> demo_timeline(10, "bad-records")[1]
+    ['bad-records@200-400']
     """
+    if scenario == "timeline":
+        timeline = DEMO_TIMELINE
+    elif scenario in SCENARIOS:
+        timeline = (("normal", 20, None), (scenario, 20, scenario), ("recovery", 20, None))
+    else:
+        raise ConfigError(f"scenario={scenario!r}: expected 'timeline' or one of {', '.join(SCENARIOS)}")
     phases: list[Phase] = []
     specs: list[str] = []
     t = 0.0
-    for i, (name, seconds, scenario) in enumerate(DEMO_TIMELINE):
-        # The last phase's effect ends with it; the phase stays on screen until the demo stops.
-        phases.append(Phase(name, t, None if i == len(DEMO_TIMELINE) - 1 else t + seconds))
-        if scenario is not None:
-            specs.append(f"{scenario}@{int(t * rate)}-{int((t + seconds) * rate)}")
+    for i, (name, seconds, effect) in enumerate(timeline):
+        # The last phase stays on screen until the demo stops.
+        phases.append(Phase(name, t, None if i == len(timeline) - 1 else t + seconds))
+        if effect is not None:
+            specs.append(f"{effect}@{int(t * rate)}-{int((t + seconds) * rate)}")
         t += seconds
     return phases, specs

@@ -493,9 +493,16 @@ def demo(
     rate: Annotated[float, typer.Option(min=1, help="Readings per second the pump sends.")] = 50.0,
     duration: Annotated[float | None, typer.Option(min=1, help="Stop after this many seconds.")] = None,
     scenario: Annotated[
-        bool,
-        typer.Option(help="After 60 s, drift tsb_temp by +2 degC for 60 s so an alert fires and resolves."),
-    ] = True,
+        str,
+        typer.Option(
+            help="timeline: normal, sensor offset, recovery, bad records, cooler degradation; or one pump "
+            "scenario name (20 s normal, 20 s of it, then recovery); none: clean data."
+        ),
+    ] = "timeline",
+    event_interval_ms: Annotated[
+        int | None,
+        typer.Option(min=1, help="Simulated event time, ms between readings: windows pass faster."),
+    ] = None,
 ) -> None:
     """Train if needed, start the stack, every service and the pump; watch predictions, windows and alerts.
 
@@ -504,7 +511,14 @@ def demo(
     from rigwatch.demo import run_demo
 
     try:
-        run_demo(Settings(), data=data, rate=rate, duration=duration, scenario=scenario)
+        run_demo(
+            Settings(),
+            data=data,
+            rate=rate,
+            duration=duration,
+            scenario=None if scenario == "none" else scenario,
+            event_interval_ms=event_interval_ms,
+        )
     except RigwatchError as exc:
         raise _fail(exc) from exc
 

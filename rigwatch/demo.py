@@ -63,7 +63,13 @@ _DEMO_ENV = {
 
 
 def run_demo(
-    settings: Settings, *, data: Path | None, rate: float, duration: float | None, scenario: bool = True
+    settings: Settings,
+    *,
+    data: Path | None,
+    rate: float,
+    duration: float | None,
+    scenario: str | None = "timeline",
+    event_interval_ms: int | None = None,
 ) -> None:
     """Train when no model exists, start what is missing, stream, and clean up on exit."""
     from rigwatch.model import train_and_write
@@ -73,11 +79,16 @@ def run_demo(
         console.rule("training the model (first run only)")
         train_and_write(data, settings.model_dir, console=console)
     with running_stack(settings) as ends:
+        # With an external broker (RIGWATCH_BOOTSTRAP) no stack created the folder for the logs.
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
         console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
         bound = settings.model_copy(update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url})
         env = bound.to_env(**_DEMO_ENV)
         data_args = ["--data", str(data)] if data else []
-        phases, specs = demo_timeline(rate) if scenario else ([], [])
+        # Simulated event time: windows pass faster than the wall clock (health windows do not).
+        if event_interval_ms is not None:
+            data_args += ["--event-interval-ms", str(event_interval_ms)]
+        phases, specs = demo_timeline(rate, scenario) if scenario else ([], [])
         scenario_args = [arg for spec in specs for arg in ("--scenario", spec)]
         for phase in phases:
             until = f"{phase.end_s:.0f} s" if phase.end_s is not None else "the end"
