@@ -523,6 +523,34 @@ def demo(
         raise _fail(exc) from exc
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="The HTML file to write.")] = Path("report.html"),
+    max_readings: Annotated[
+        int,
+        typer.Option(min=0, help="Newest readings of rig.sensor-readings for the input histograms; 0: none."),
+    ] = 5000,
+    rigs: Annotated[
+        bool, typer.Option("--rigs", help="Also chart each rig's drift and accuracy (rig:<id> subjects).")
+    ] = False,
+) -> None:
+    """Write one self-contained HTML page (inline SVG charts, nothing fetched) of what monitoring saw.
+
+    Per model version, over time: drift per feature (PSI ÷ noise of the ~6 features that drifted
+    most) and the drift score, the predicted-class mix, realised and estimated accuracy, latency
+    p50/p95/p99; alerts drawn on each chart's time axis (orange warning, red critical, green resolved)
+    and listed in a table; histograms of every model input, the model's reference against the newest
+    readings. Reads rig.metrics and rig.alerts from the beginning to their current end; commits nothing.
+    """
+    from rigwatch.report import write_report
+
+    try:
+        path = write_report(Settings(), out, max_readings=max_readings, rigs=rigs, progress=_say)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(str(path))
+
+
 def _bench_model(data: Path | None, out: Path) -> tuple[Any, Path]:
     """The bench's data and a model trained afresh on it (0.2 s), so the figures do not
     depend on whichever package happens to be in RIGWATCH_MODEL_DIR."""
