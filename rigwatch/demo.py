@@ -122,7 +122,7 @@ class _View:
         self.labels: dict[str, str] = {}
         self.recent: collections.deque[dict[str, Any]] = collections.deque(maxlen=8)
         self.windows: dict[str, dict[str, Any]] = {}  # the last window of each kind (model subjects)
-        self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=6)
+        self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.active: dict[str, dict[str, Any]] = {}  # alert_id -> its firing record
         self.phases: list[Phase] = []
 
@@ -138,7 +138,8 @@ class _View:
             "",
         )
         summary = Text(
-            f"sent {self.sent}  predictions {self.predicted} ({self.predicted / elapsed:.0f}/s)"
+            f"sent {self.sent} ({self.sent / elapsed:.0f}/s)  predictions {self.predicted}"
+            f" ({self.predicted / elapsed:.0f}/s)"
             f"  dlq {self.dead}  labelled {self.labelled}"
             f"  accuracy {self.right / self.labelled if self.labelled else float('nan'):.3f}"
             f"  elapsed {elapsed:.0f} s   (Ctrl-C stops)" + (f"\nscenario phase: {phase}" if phase else "")
@@ -176,14 +177,11 @@ class _View:
         return Text("\n".join(lines))
 
     def _alerts_table(self) -> Table:
-        table = Table(
-            "alert",
-            "state",
-            "severity",
-            "message",
-            title=f"rig.alerts (latest last; {len(self.active)} active)",
-        )
-        for a in self.alerts:
+        """The active alerts, critical first; below them the latest resolutions, up to 6 rows."""
+        active = sorted(self.active.values(), key=lambda a: (a["severity"] != "critical", a["alert_id"]))
+        resolved = [a for a in reversed(self.alerts) if a["state"] == "resolved"]
+        table = Table("alert", "state", "severity", "message", title=f"alerts: {len(active)} active")
+        for a in [*active[:6], *resolved[: max(0, 6 - len(active))]]:
             colour = {"critical": "red", "warning": "dark_orange"}.get(a["severity"], "green")
             table.add_row(a["alert_id"], a["state"], f"[{colour}]{a['severity']}[/]", a["message"])
         return table
