@@ -145,7 +145,7 @@ class Phase:
 DEMO_TIMELINE: tuple[tuple[str, float, str | None], ...] = (
     # Short enough that a newcomer sees an alert fire and resolve within two minutes.
     ("normal", 40, None),
-    ("sensor offset: tsb_temp +2 degC", 50, "sensor-offset"),
+    ("sensor offset: tsb_temp +2 degC", 40, "sensor-offset"),
     ("recovery", 40, None),
     ("bad records: 30 % malformed", 30, "bad-records"),
     ("cooler degrading toward failure", 90, "cooler-degradation"),
@@ -162,7 +162,7 @@ def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase],
     --------
     >>> phases, specs = demo_timeline(10)
     >>> specs[0], phases[0].name
-    ('sensor-offset@400-900', 'normal')
+    ('sensor-offset@400-800', 'normal')
     >>> demo_timeline(10, "bad-records")[1]
     ['bad-records@200-400']
     """
