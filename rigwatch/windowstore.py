@@ -32,7 +32,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-__all__ = ["SourceBatch", "StaleBatch", "Update", "WindowStore"]
+__all__ = ["SourceBatch", "StaleBatch", "Update", "WindowStore", "as_text"]
 
 _APPLY = """
 local now, prefix = ARGV[1], ARGV[2]
@@ -131,7 +131,8 @@ return 0
 """
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply as text (bytes unless the client decodes responses)."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -230,7 +231,7 @@ class WindowStore:
     async def applied_offsets(self) -> dict[str, int]:
         """Last applied offset per source: a worker skips records at or below it."""
         raw = await self.redis.hgetall(self._keys["offsets"])
-        return {_text(k): int(v) for k, v in raw.items()}
+        return {as_text(k): int(v) for k, v in raw.items()}
 
     async def apply(
         self,
@@ -282,11 +283,11 @@ class WindowStore:
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
         result = await self._apply(keys=keys, args=argv)
         if result[0] == b"stale":
-            raise StaleBatch(_text(result[1]), int(result[2]))
+            raise StaleBatch(as_text(result[1]), int(result[2]))
         late: dict[str, int] = {}
         flat = result[1]
         for subject, count in zip(flat[::2], flat[1::2], strict=True):
-            late[_text(subject)] = late.get(_text(subject), 0) + int(count)
+            late[as_text(subject)] = late.get(as_text(subject), 0) + int(count)
         return late, list(result[2])
 
     async def watermark(self, now_ms: int) -> float | None:
@@ -298,8 +299,8 @@ class WindowStore:
         return None if state is None else state[0]
 
     async def _watermark(self, now_ms: int) -> tuple[float, bool] | None:
-        marks = {_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
-        seen = {_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
+        marks = {as_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
+        seen = {as_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
         if not marks:
             return None
         active = [s for s, t in seen.items() if now_ms - t <= self.idle_ms]
@@ -350,7 +351,7 @@ class WindowStore:
         members = await self.redis.zrange(self._keys["sealed"], 0, -1)
         out = []
         for m in members:
-            subject, _, start = _text(m).rpartition("|")  # type: ignore[arg-type]
+            subject, _, start = as_text(m).rpartition("|")  # type: ignore[arg-type]
             out.append((subject, int(start)))
         return sorted(out, key=lambda item: (item[1], item[0]))
 

@@ -31,7 +31,7 @@ from rigwatch.streamapp import (
     values_and_sources,
     wire,
 )
-from rigwatch.windowstore import WindowStore
+from rigwatch.windowstore import WindowStore, as_text
 from services.accuracy.config import AccuracySettings
 from services.accuracy.handler import AccuracyHandler
 from services.accuracy.join import JOIN_LUA, SWEEP_LUA
@@ -43,10 +43,6 @@ log = logging.getLogger("rigwatch.accuracy")
 
 #: Events expired per sweep script call (each call blocks Redis while it runs).
 _SWEEP_LIMIT = 5_000
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class AccuracyProcessor:
@@ -113,7 +109,7 @@ class AccuracyProcessor:
         if not sealed:
             return 0
         counts = await self.store.redis.hgetall(self._unlabelled)
-        unlabelled = {_text(k): int(v) for k, v in counts.items()}
+        unlabelled = {as_text(k): int(v) for k, v in counts.items()}
         done, reported = [], set()
         for subject, start in sealed:
             fields, late = await self.store.read(subject, start)

@@ -29,6 +29,7 @@ from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
 from rigwatch.metrics import serve_metrics
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
+from rigwatch.windowstore import as_text
 from services.alerts.config import AlertsSettings
 from services.alerts.handler import AlertEngine, AlertState
 from services.alerts.metrics import AlertsMetrics
@@ -38,10 +39,6 @@ from services.alerts.rules import RuleSet, load_rules
 __all__ = ["AlertStore", "AlertsService", "run"]
 
 log = logging.getLogger("rigwatch.alerts")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _source(msg: Message) -> str:
@@ -61,11 +58,11 @@ class AlertStore:
 
     def states(self) -> dict[str, AlertState]:
         """Every alert's state (a few per rule and subject: small)."""
-        return {_text(k): AlertState.loads(v) for k, v in self.redis.hgetall(self.states_key).items()}
+        return {as_text(k): AlertState.loads(v) for k, v in self.redis.hgetall(self.states_key).items()}
 
     def applied(self) -> dict[str, int]:
         """Last offset applied per source."""
-        return {_text(k): int(v) for k, v in self.redis.hgetall(self.offsets_key).items()}
+        return {as_text(k): int(v) for k, v in self.redis.hgetall(self.offsets_key).items()}
 
     def commit(
         self, states: dict[str, AlertState], offsets: dict[str, int], outboxes: dict[str, list[bytes]]
