@@ -36,6 +36,7 @@ __all__ = [
     "TopicReader",
     "create_topics",
     "delete_topics",
+    "fetched_high",
     "read_topics",
     "wait_for_broker",
 ]
@@ -253,6 +254,33 @@ def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
                 raise StackError(f"could not delete topic {topic!r}: {exc}") from exc
+
+
+def fetched_high(consumer: Consumer, topic: str, partition: int) -> int:
+    """The high watermark of the partition's last fetch response; 0 before its first one.
+
+    librdkafka's cached watermark: right on the local broker too, whose ListOffsets
+    (and so the uncached watermarks) answers wrongly (``rigwatch.lag``).
+
+    Parameters
+    ----------
+    consumer
+        A consumer that has fetched, or is fetching, the partition.
+    topic, partition
+        The partition.
+
+    Returns
+    -------
+    int
+        The next offset to be written, as of the consumer's last fetch response.
+
+    Examples
+    --------
+    ::
+
+        ends = {p: fetched_high(consumer, topic, p) for p in partitions}
+    """
+    return max(consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1], 0)
 
 
 class TopicReader:

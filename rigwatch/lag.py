@@ -26,7 +26,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from rigwatch.exceptions import ConfigError, StackError
-from rigwatch.kafka import FETCH_WAIT_MS
+from rigwatch.kafka import FETCH_WAIT_MS, fetched_high
 
 __all__ = ["MODES", "GroupLag", "LagSample"]
 
@@ -188,7 +188,9 @@ class GroupLag:
             # Reading stops only at the end: tansu pauses up to ~0.9 s between fetches of a
             # backlog (measured), so a quiet spell proves nothing. The high watermark in its
             # fetch responses (librdkafka's cached one) is right, unlike its ListOffsets.
-            behind = [p for p in partitions if self._seen.get(p, -1) < self._fetched_high(p)]
+            behind = [
+                p for p in partitions if self._seen.get(p, -1) < fetched_high(self._reader, self.topic, p)
+            ]
             # The IDLE_S wait of a batch that did not fill lets fetches answer after the call.
             if len(messages) < BATCH and not behind:
                 return {p: self._seen[p] for p in partitions}
@@ -197,11 +199,6 @@ class GroupLag:
                     f"lag of {self._where()}: partitions {behind} not read to their end "
                     "in time; sample again to continue"
                 )
-
-    def _fetched_high(self, partition: int) -> int:
-        """The high watermark of the last fetch response; 0 before the partition's first one."""
-        high = self._reader.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)[1]
-        return max(high, 0)
 
     def close(self) -> None:
         """Close the reader (it never committed anything) and drop the admin client."""

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from rigwatch.kafka import ReliableProducer
-from rigwatch.report import _read_to_end, write_report
+from rigwatch.report import write_report
+from rigwatch.report.topics import _read_to_end
 from rigwatch.schemas import Codecs
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rigwatch.report import _bands, build_report
+from rigwatch.report import build_report
+from rigwatch.report.charts import _bands
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
