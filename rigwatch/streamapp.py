@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import faust
+from redis.asyncio import Redis
 
+from rigwatch.codec import Codec
+from rigwatch.exceptions import DecodeError
 from rigwatch.windowstore import SourceBatch, StaleBatch, Update, WindowStore
 
 __all__ = [
@@ -26,12 +29,14 @@ __all__ = [
     "Updates",
     "WindowedProcessor",
     "assignment_tracker",
+    "decode_valid",
     "faust_app",
     "max_event_per_source",
     "now_ms",
     "run_worker",
     "source_of",
     "values_and_sources",
+    "window_store",
     "wire",
 ]
 
@@ -76,6 +81,31 @@ class Applied:
     updates: Updates
     late: dict[str, int]
     extension: list[Any]
+
+
+def decode_valid(
+    codec: Codec,
+    values: Sequence[bytes | None],
+    sources: Sequence[str],
+    valid: Callable[[dict[str, Any]], bool] = lambda record: True,
+) -> tuple[list[dict[str, Any]], list[str], int]:
+    """The records of a batch that decode and are *valid*, their sources, and how many were not.
+
+    A bad record is counted, never raised: one record must not stop a partition.
+    """
+    records, used, bad = [], [], 0
+    for value, source in zip(values, sources, strict=True):
+        try:
+            record = codec.decode(value)
+        except DecodeError:
+            bad += 1
+            continue
+        if valid(record):
+            records.append(record)
+            used.append(source)
+        else:
+            bad += 1
+    return records, used, bad
 
 
 def max_event_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
@@ -139,6 +169,27 @@ def _spans(events: Sequence[faust.types.EventT], max_event_ms: dict[str, int]) -
         SourceBatch(source, first, last, max_event_ms.get(source, -1))
         for source, (first, last) in spans.items()
     ]
+
+
+def window_store(
+    redis_url: str,
+    group: str,
+    topic_prefix: str,
+    *,
+    size_ms: int,
+    lateness_ms: int,
+    idle_ms: int,
+    extension: str = "",
+) -> WindowStore:
+    """A processor group's shared windows, under ``rigwatch:<group>:<topic prefix>`` in Redis."""
+    return WindowStore(
+        Redis.from_url(redis_url),
+        f"rigwatch:{group}:{topic_prefix}",
+        size_ms=size_ms,
+        lateness_ms=lateness_ms,
+        idle_ms=idle_ms,
+        extension=extension,
+    )
 
 
 def faust_app(group: str, bootstrap: str, run_dir: Path) -> faust.App:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from redis.asyncio import Redis
 
 from rigwatch.config import Settings
 from rigwatch.kafka import ReliableProducer
@@ -29,6 +28,7 @@ from rigwatch.streamapp import (
     now_ms,
     run_worker,
     values_and_sources,
+    window_store,
     wire,
 )
 from rigwatch.windowstore import WindowStore, as_text
@@ -138,10 +138,10 @@ def build_app(settings: Settings, config: AccuracySettings) -> tuple[faust.App, 
     topics = settings.topics
     model = ModelPackage.load(config.model_dir or settings.model_dir)
     codecs = Codecs.load()
-    redis = Redis.from_url(ends.redis_url)
-    store = WindowStore(
-        redis,
-        f"rigwatch:{config.group}:{settings.topic_prefix}",
+    store = window_store(
+        ends.redis_url,
+        config.group,
+        settings.topic_prefix,
         size_ms=config.window_ms,
         lateness_ms=config.lateness_ms,
         idle_ms=config.idle_ms,

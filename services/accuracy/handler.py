@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 
 from rigwatch.codec import Codec
-from rigwatch.exceptions import DecodeError
 from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
-from rigwatch.streamapp import Updates, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
 from services.accuracy.join import SEP
 
 __all__ = ["AccuracyHandler", "Pairs"]
@@ -91,19 +90,12 @@ class AccuracyHandler:
 
     def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Join arguments for Prediction bytes; undecodable or unknown-class records are counted."""
-        decoded, used, bad = [], [], 0
-        for value, source in zip(values, sources, strict=True):
-            try:
-                record = self._predictions.decode(value)
-            except DecodeError:
-                bad += 1
-                continue
-            probabilities = record["probabilities"]
-            if record["predicted_label"] not in self._index or set(probabilities) != set(self.classes):
-                bad += 1
-                continue
-            decoded.append(record)
-            used.append(source)
+        decoded, used, bad = decode_valid(
+            self._predictions,
+            values,
+            sources,
+            lambda r: r["predicted_label"] in self._index and set(r["probabilities"]) == set(self.classes),
+        )
         estimates = self.calibration.estimate(np.array([r["confidence"] for r in decoded], dtype=np.float64))
         args: list[Any] = [len(decoded)]
         for record, estimate in zip(decoded, estimates.tolist(), strict=True):
@@ -130,24 +122,13 @@ class AccuracyHandler:
 
     def actuals(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Join arguments for Actual bytes; undecodable records and unknown labels are counted."""
+        records, used, bad = decode_valid(self._actuals, values, sources, lambda r: r["label"] in self._index)
         args: list[Any] = []
-        used, times, bad = [], [], 0
-        for value, source in zip(values, sources, strict=True):
-            try:
-                record = self._actuals.decode(value)
-            except DecodeError:
-                bad += 1
-                continue
-            label = self._index.get(record["label"])
-            if label is None:
-                bad += 1
-                continue
+        for record in records:
             observed = record["observed_time"]
-            args += [record["event_id"], observed, f"{label}{SEP}{observed}"]
-            used.append(source)
-            times.append(observed)
-        n = len(args) // 3
-        return Updates([], max_event_per_source(used, times), bad, [*self._head, 0, n, *args])
+            args += [record["event_id"], observed, f"{self._index[record['label']]}{SEP}{observed}"]
+        times = [r["observed_time"] for r in records]
+        return Updates([], max_event_per_source(used, times), bad, [*self._head, 0, len(records), *args])
 
     # ------------------------------------------------------------ closed window -> record
 

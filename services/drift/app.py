@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from redis.asyncio import Redis
 
 from rigwatch.config import Settings
 from rigwatch.drift.profile import DriftProfile
@@ -32,6 +31,7 @@ from rigwatch.streamapp import (
     now_ms,
     run_worker,
     values_and_sources,
+    window_store,
     wire,
 )
 from rigwatch.windowstore import WindowStore
@@ -125,10 +125,10 @@ def build_app(settings: Settings, config: DriftSettings) -> tuple[faust.App, Dri
         size_ms=config.window_ms,
         min_count=config.min_count,
     )
-    redis = Redis.from_url(ends.redis_url)
-    store = WindowStore(
-        redis,
-        f"rigwatch:{config.group}:{settings.topic_prefix}",
+    store = window_store(
+        ends.redis_url,
+        config.group,
+        settings.topic_prefix,
         size_ms=config.window_ms,
         lateness_ms=config.lateness_ms,
         idle_ms=config.idle_ms,

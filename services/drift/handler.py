@@ -13,9 +13,8 @@ from rigwatch.drift.counts import DriftLayout
 from rigwatch.drift.detectors import ChangeDetectors
 from rigwatch.drift.evaluate import evaluate
 from rigwatch.drift.profile import DriftProfile
-from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec import BatchDecoder
-from rigwatch.streamapp import Updates, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
 from rigwatch.windowstore import Update
 
 __all__ = ["DriftHandler", "segment", "window_groups"]
@@ -106,18 +105,9 @@ class DriftHandler:
 
     def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Updates from Prediction bytes (decoded one by one: they hold a map), as :meth:`readings`."""
-        decoded, decoded_sources, bad = [], [], 0
-        for value, source in zip(values, sources, strict=True):
-            try:
-                record = self._predictions.decode(value)
-            except DecodeError:
-                bad += 1
-                continue
-            if record["predicted_label"] in self._class_index:
-                decoded.append(record)
-                decoded_sources.append(source)
-            else:
-                bad += 1
+        decoded, decoded_sources, bad = decode_valid(
+            self._predictions, values, sources, lambda r: r["predicted_label"] in self._class_index
+        )
         if not decoded:
             return Updates([], {}, bad)
         times = np.array([r["event_time"] for r in decoded], dtype=np.int64)

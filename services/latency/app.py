@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import faust
-from redis.asyncio import Redis
 
 from rigwatch.config import Settings
 from rigwatch.kafka import ReliableProducer
@@ -30,6 +29,7 @@ from rigwatch.streamapp import (
     now_ms,
     run_worker,
     values_and_sources,
+    window_store,
     wire,
 )
 from rigwatch.windowstore import WindowStore
@@ -174,10 +174,10 @@ def build_app(settings: Settings, config: LatencySettings) -> tuple[faust.App, H
     topics = settings.topics
     codecs = Codecs.load()
     handler = HealthHandler(codecs.prediction, size_ms=config.window_ms)
-    redis = Redis.from_url(ends.redis_url)
-    store = WindowStore(
-        redis,
-        f"rigwatch:{config.group}:{settings.topic_prefix}",
+    store = window_store(
+        ends.redis_url,
+        config.group,
+        settings.topic_prefix,
         size_ms=config.window_ms,
         lateness_ms=config.lateness_ms,
         idle_ms=config.idle_ms,

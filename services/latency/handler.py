@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from rigwatch.codec import Codec
-from rigwatch.exceptions import SCORING_FAILED, DecodeError
+from rigwatch.exceptions import SCORING_FAILED
 from rigwatch.lag import LagSample
 from rigwatch.quantiles import LogBuckets
-from rigwatch.streamapp import Updates, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
 from rigwatch.windowstore import Update
 
 __all__ = ["UNKNOWN_VERSION", "DlqRecord", "HealthHandler"]
@@ -69,18 +69,12 @@ class HealthHandler:
 
     def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Updates from Prediction bytes read from *sources*; undecodable records are counted."""
+        records, used_sources, bad = decode_valid(self._predictions, values, sources)
         groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-        used_sources, times, bad = [], [], 0
-        for value, source in zip(values, sources, strict=True):
-            try:
-                record = self._predictions.decode(value)
-            except DecodeError:
-                bad += 1
-                continue
+        for record in records:
             groups[(record["model_version"], self._start(record["scored_time"]))].append(record)
-            used_sources.append(source)
-            times.append(record["scored_time"])
         updates = [self._prediction_update(subject, start, rs) for (subject, start), rs in groups.items()]
+        times = [r["scored_time"] for r in records]
         return Updates(updates, max_event_per_source(used_sources, times), bad)
 
     def _prediction_update(self, subject: str, start: int, records: list[dict[str, Any]]) -> Update:
