@@ -110,12 +110,18 @@ class ReliableProducer:
         value: bytes,
         key: str | bytes | None = None,
         headers: list[tuple[str, str | bytes | None]] | None = None,
+        timestamp_ms: int = 0,
     ) -> None:
-        """Queue one record; waits for queue space instead of failing when the buffer is full."""
+        """Queue one record (``timestamp_ms`` 0: now); waits for queue space rather than fail when full."""
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    timestamp=timestamp_ms,
+                    on_delivery=self._on_delivery,
                 )
                 break
             except BufferError:

@@ -2,9 +2,9 @@
 
 A health window is in the scorer's time: a prediction counts in the window
 holding its ``scored_time``, a DLQ record in the window holding its Kafka
-timestamp (when the scorer wrote it). Latencies go into mergeable log-bucket
-sketches (:class:`~rigwatch.quantiles.LogBuckets`, 0.5 % relative error), so
-any number of workers add to one window with ``HINCRBY``.
+timestamp (the scorer stamps it with its batch's ``scored_time``). Latencies
+go into mergeable log-bucket sketches (:class:`~rigwatch.quantiles.LogBuckets`,
+0.5 % relative error), so any number of workers add to one window with ``HINCRBY``.
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ def handle_batch(
     counts from *started*, read as this function gets the batch off the consumer.
     """
     started = time.perf_counter()
-    scored = scorer.score([msg.value() for msg in batch], now_ms=int(time.time() * 1000), started=started)
+    now_ms = int(time.time() * 1000)
+    scored = scorer.score([msg.value() for msg in batch], now_ms=now_ms, started=started)
     predictions = topics.predictions
     for key, value in scored.outputs:
         producer.produce(predictions, value, key=key)
@@ -64,6 +65,9 @@ def handle_batch(
                 # Which deployment rejected it: health windows are per model version.
                 ("model_version", scorer.model.version),
             ],
+            # The batch's scored_time: health windows count a rejected record beside the
+            # predictions of the same batch.
+            timestamp_ms=now_ms,
         )
         metrics.dlq.labels(reject.reason).inc()
     # Outputs acknowledged first, offsets stored second: a crash replays, never loses.

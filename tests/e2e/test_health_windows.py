@@ -88,7 +88,8 @@ def test_health_windows_count_every_prediction_and_dlq_record_then_show_a_stoppe
         assert m["processing_ms.max"] <= m["latency_ms.max"]
         assert m["rate_per_s"] == w["count"] and m["no_data"] == 0
         assert m["staleness_s"] < 1.0
-        assert 0 < m.get("data_error_rate", 0.05) < 0.5
+        # 5 % bad overall; a single window may hold none.
+        assert 0 <= m.get("data_error_rate", 0.0) < 0.5
         assert "scorer_lag" in m
 
     # Stop the scorer, send more: windows keep coming, empty, ever staler, with the backlog as lag.

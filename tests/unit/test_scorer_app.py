@@ -41,7 +41,7 @@ class Recorder:
         self.calls: list[tuple] = []
         self.fail_flush = fail_flush
 
-    def produce(self, topic, value, key=None, headers=None) -> None:
+    def produce(self, topic, value, key=None, headers=None, timestamp_ms=0) -> None:
         self.calls.append(("produce", topic, dict(headers or [])))
 
     def flush(self) -> None:
