@@ -37,6 +37,7 @@ __all__ = [
     "create_topics",
     "delete_topics",
     "fetched_high",
+    "groupless_consumer",
     "read_topics",
     "wait_for_broker",
 ]
@@ -289,6 +290,27 @@ def fetched_high(consumer: Consumer, topic: str, partition: int) -> int:
     return max(consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1], 0)
 
 
+def groupless_consumer(bootstrap: str, purpose: str, *, partition_eof: bool = False) -> Consumer:
+    """A consumer for partitions it assigns itself: it never joins a group nor commits.
+
+    librdkafka still wants a ``group.id``: a throwaway one named after *purpose*.
+    ``partition_eof`` delivers an event at each partition's end (also past
+    transaction markers, which never arrive as records).
+    """
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"rigwatch-{purpose}-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": partition_eof,
+            "allow.auto.create.topics": False,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
+        }
+    )
+
+
 class TopicReader:
     """Read every partition of some topics without joining a group (nothing is committed).
 
@@ -303,15 +325,7 @@ class TopicReader:
     """
 
     def __init__(self, bootstrap: str, topics: Sequence[str], *, since_ms: int | None = None) -> None:
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"rigwatch-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
-            }
-        )
+        self._consumer = groupless_consumer(bootstrap, "reader")
         self._since_ms = -1 if since_ms is None else since_ms
         try:
             assignment = []

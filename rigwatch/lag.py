@@ -12,12 +12,10 @@ which is cheaper and right on Apache Kafka.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    Consumer,
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
@@ -26,7 +24,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from rigwatch.exceptions import ConfigError, StackError
-from rigwatch.kafka import FETCH_WAIT_MS, fetched_high
+from rigwatch.kafka import fetched_high, groupless_consumer
 
 __all__ = ["MODES", "GroupLag", "LagSample"]
 
@@ -87,21 +85,8 @@ class GroupLag:
             raise ValueError(f"unknown lag mode {mode!r}: expected one of {', '.join(MODES)}")
         self.group, self.topic, self.mode = group, topic, mode
         self._admin = AdminClient({"bootstrap.servers": bootstrap})
-        # Never joins or commits: partitions are assigned, and the throwaway group.id only
-        # satisfies librdkafka. EOF events give a partition's end even when nothing is new
-        # (and past transaction markers, which are never delivered as records).
-        self._reader = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"rigwatch-lag-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "enable.partition.eof": True,
-                "allow.auto.create.topics": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": FETCH_WAIT_MS,
-            }
-        )
+        # EOF events give a partition's end even when nothing is new.
+        self._reader = groupless_consumer(bootstrap, "lag", partition_eof=True)
         self._seen: dict[int, int] = {}  # partition -> end seen while fetching
         self._assigned: set[int] = set()
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-__all__ = ["WindowGauges", "serve_metrics"]
+__all__ = ["StreamCounters", "WindowGauges", "serve_metrics"]
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:
@@ -18,6 +18,32 @@ def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1
         return -1
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return int(server.server_port)
+
+
+class StreamCounters:
+    """What a windowed processor consumed, could not use, and got too late (``rigwatch_<kind>_*``)."""
+
+    def __init__(self, registry: CollectorRegistry, kind: str) -> None:
+        r = registry
+        self.events_in = Counter(
+            f"rigwatch_{kind}_events_in", "Records consumed, by topic", ["topic"], registry=r
+        )
+        self.undecodable = Counter(
+            f"rigwatch_{kind}_undecodable", "Records that could not be used, by topic", ["topic"], registry=r
+        )
+        self.late = Counter(
+            f"rigwatch_{kind}_late_records",
+            "Records for an already closed window, by subject",
+            ["subject"],
+            registry=r,
+        )
+
+    def count(self, topic: str, consumed: int, unusable: int, late: Mapping[str, int]) -> None:
+        """Count one applied batch."""
+        self.events_in.labels(topic).inc(consumed)
+        self.undecodable.labels(topic).inc(unusable)
+        for subject, n in late.items():
+            self.late.labels(subject).inc(n)
 
 
 class WindowGauges:

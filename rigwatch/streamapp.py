@@ -3,35 +3,41 @@
 A processor is a faust app whose agents consume in batches (``take_events``:
 faust acks a batch only after it was handled) and turn each batch into one
 atomic update of shared Redis windows (:class:`~rigwatch.windowstore.WindowStore`).
-:class:`BatchApplier` skips what a previous run already applied, so Kafka's
+:meth:`WindowedProcessor.apply` skips what a previous run already applied, so Kafka's
 at-least-once delivery adds nothing twice; a timer then closes and emits windows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from redis.asyncio import Redis
 
 from rigwatch.codec import Codec
 from rigwatch.exceptions import DecodeError
+from rigwatch.kafka import ReliableProducer
+from rigwatch.metrics import StreamCounters
+from rigwatch.schemas import Codecs
 from rigwatch.windowstore import SourceBatch, StaleBatch, Update, WindowStore
 
 __all__ = [
     "Applied",
-    "BatchApplier",
     "Updates",
     "WindowedProcessor",
     "assignment_tracker",
     "decode_valid",
     "faust_app",
     "max_event_per_source",
+    "metric_window",
     "now_ms",
     "run_worker",
     "source_of",
@@ -108,6 +114,29 @@ def decode_valid(
     return records, used, bad
 
 
+def metric_window(
+    kind: str,
+    subject: str,
+    start_ms: int,
+    end_ms: int,
+    count: int,
+    metrics: Mapping[str, float],
+    detail: dict[str, Any],
+) -> dict[str, Any]:
+    """A MetricWindow record: non-finite metrics left out, a rig segment named in ``detail``."""
+    if subject.startswith("rig:"):
+        detail = {**detail, "segment": {"rig_id": subject.removeprefix("rig:")}}
+    return {
+        "kind": kind,
+        "subject": subject,
+        "window_start": start_ms,
+        "window_end": end_ms,
+        "count": count,
+        "metrics": {name: float(v) for name, v in metrics.items() if math.isfinite(v)},
+        "detail": json.dumps(detail, sort_keys=True, default=float),
+    }
+
+
 def max_event_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[str, int]:
     """The largest event time per source, for :attr:`Updates.max_event_ms`."""
     out: dict[str, int] = {}
@@ -115,48 +144,6 @@ def max_event_per_source(sources: Sequence[str], times: Sequence[int]) -> dict[s
         if t > out.get(source, -1):
             out[source] = t
     return out
-
-
-class BatchApplier:
-    """Apply batches of events to a :class:`WindowStore` exactly once.
-
-    Events at or below a source's applied offset (a replay after a crash or a
-    rebalance) are skipped before the handler sees them; a batch that races
-    another worker (:class:`StaleBatch`) reloads the offsets and is filtered again.
-    """
-
-    def __init__(self, store: WindowStore) -> None:
-        self.store = store
-        self._applied: dict[str, int] | None = None
-
-    async def apply(
-        self,
-        events: Sequence[faust.types.EventT],
-        handle: Callable[[Sequence[faust.types.EventT]], Updates],
-        assigned: Sequence[str],
-    ) -> Applied | None:
-        """Run *handle* on the fresh events and apply its updates; ``None`` if nothing was fresh."""
-        for attempt in range(2):
-            if self._applied is None or attempt:
-                self._applied = await self.store.applied_offsets()
-            fresh = [e for e in events if e.message.offset > self._applied.get(source_of(e.message), -1)]
-            if not fresh:
-                if assigned:
-                    await self.store.apply([], [], now_ms(), assigned)
-                return None
-            updates = handle(fresh)
-            spans = _spans(fresh, updates.max_event_ms)
-            try:
-                late, extension = await self.store.apply_batch(
-                    spans, updates.updates, now_ms(), assigned, updates.extension_args
-                )
-            except StaleBatch as exc:
-                log.info("%s; reloading applied offsets", exc)
-                continue
-            for span in spans:
-                self._applied[span.source] = span.last_offset
-            return Applied(fresh, updates, late, extension)
-        return None
 
 
 def _spans(events: Sequence[faust.types.EventT], max_event_ms: dict[str, int]) -> list[SourceBatch]:
@@ -227,16 +214,81 @@ def assignment_tracker(app: faust.App) -> Callable[[], list[str]]:
     return newly_assigned
 
 
-class WindowedProcessor(Protocol):
-    """What :func:`wire` drives: batches in, windows out."""
+class WindowedProcessor:
+    """What every windowed processor shares around its handler: exactly-once batches, counts, publishing.
 
-    store: WindowStore
+    A subclass implements :meth:`handle` (one batch of one input, through
+    :meth:`apply`) and :meth:`close_and_emit` (the timer's work); :func:`wire`
+    drives both.
+    """
 
-    async def handle(
-        self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]
-    ) -> None: ...
+    #: The emitter lease: short, so a crashed emitter's successor takes over within seconds.
+    lease_ms = 5_000
 
-    async def close_and_emit(self) -> int: ...
+    def __init__(
+        self,
+        store: WindowStore,
+        producer: ReliableProducer,
+        metrics_topic: str,
+        codecs: Codecs,
+        counters: StreamCounters,
+    ) -> None:
+        self.store, self.producer, self.metrics_topic = store, producer, metrics_topic
+        self.codecs, self.counters = codecs, counters
+        self._applied: dict[str, int] | None = None  # last applied offset per source, cached
+
+    async def apply(
+        self,
+        events: Sequence[faust.types.EventT],
+        handle: Callable[[Sequence[faust.types.EventT]], Updates],
+        assigned: Sequence[str],
+    ) -> Applied | None:
+        """Run *handle* on the fresh events and apply its updates exactly once; ``None`` if none was fresh.
+
+        Events at or below a source's applied offset (a replay after a crash or a
+        rebalance) are skipped before the handler sees them; a batch that races
+        another worker (:class:`StaleBatch`) reloads the offsets and is filtered
+        again. What was consumed, unusable and late is counted.
+        """
+        for attempt in range(2):
+            if self._applied is None or attempt:
+                self._applied = await self.store.applied_offsets()
+            fresh = [e for e in events if e.message.offset > self._applied.get(source_of(e.message), -1)]
+            if not fresh:
+                if assigned:
+                    await self.store.apply([], [], now_ms(), assigned)
+                return None
+            updates = handle(fresh)
+            spans = _spans(fresh, updates.max_event_ms)
+            try:
+                late, extension = await self.store.apply_batch(
+                    spans, updates.updates, now_ms(), assigned, updates.extension_args
+                )
+            except StaleBatch as exc:
+                log.info("%s; reloading applied offsets", exc)
+                continue
+            for span in spans:
+                self._applied[span.source] = span.last_offset
+            self.counters.count(fresh[0].message.topic, len(fresh), updates.undecodable, late)
+            return Applied(fresh, updates, late, extension)
+        return None
+
+    def publish(self, record: dict[str, Any]) -> None:
+        """Queue one MetricWindow on the metrics topic, keyed ``kind/subject``."""
+        key = f"{record['kind']}/{record['subject']}"
+        self.producer.produce(self.metrics_topic, self.codecs.metric_window.encode(record), key=key)
+
+    async def flush(self) -> None:
+        """Wait until every queued window is acknowledged, off the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+
+    async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
+        """Apply one batch of input *which*."""
+        raise NotImplementedError
+
+    async def close_and_emit(self) -> int:
+        """Close due windows and, as the emitter, publish them; returns how many."""
+        raise NotImplementedError
 
 
 def wire(

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Message, TopicPartition
 
 from rigwatch.config import Settings
 from rigwatch.data.columns import FEATURES
 from rigwatch.exceptions import DecodeError, ModelError, StackError
-from rigwatch.kafka import FETCH_WAIT_MS, fetched_high
+from rigwatch.kafka import fetched_high, groupless_consumer
 from rigwatch.report.charts import _utc
 from rigwatch.report.page import build_report
 
@@ -35,18 +34,7 @@ def _read_to_end(
     answers ListOffsets wrongly and pauses up to ~0.9 s between fetches of a backlog
     (``rigwatch.lag``), so neither end offsets nor a quiet spell tell where a topic ends.
     """
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"rigwatch-report-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "allow.auto.create.topics": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-        }
-    )
+    consumer = groupless_consumer(bootstrap, "report", partition_eof=True)
     deadline = time.monotonic() + timeout
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]

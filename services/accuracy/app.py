@@ -10,7 +10,6 @@ and emits the windows the watermark closed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -23,7 +22,7 @@ from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from rigwatch.streamapp import (
-    BatchApplier,
+    WindowedProcessor,
     faust_app,
     now_ms,
     run_worker,
@@ -45,7 +44,7 @@ log = logging.getLogger("rigwatch.accuracy")
 _SWEEP_LIMIT = 5_000
 
 
-class AccuracyProcessor:
+class AccuracyProcessor(WindowedProcessor):
     """The I/O around :class:`AccuracyHandler`: offsets and join in Redis, expiry, emission, metrics."""
 
     def __init__(
@@ -57,24 +56,17 @@ class AccuracyProcessor:
         codecs: Codecs,
         metrics: AccuracyMetrics,
     ) -> None:
-        self.handler, self.store, self.producer = handler, store, producer
-        self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
-        self.applier = BatchApplier(store)
-        self.lease_ms = 5_000
+        super().__init__(store, producer, metrics_topic, codecs, metrics.stream)
+        self.handler, self.metrics = handler, metrics
         self._sweep = store.redis.register_script(SWEEP_LUA)
         self._expiry, self._unlabelled = f"{store.ns}:expiry", f"{store.ns}:unlabelled"
 
     async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
         """Join one batch of ``predictions`` or ``actuals`` events (exactly once)."""
         handle = self.handler.predictions if which == "predictions" else self.handler.actuals
-        applied = await self.applier.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
+        applied = await self.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
         if applied is None:
             return
-        topic = applied.events[0].message.topic
-        self.metrics.events_in.labels(topic).inc(len(applied.events))
-        self.metrics.undecodable.labels(topic).inc(applied.updates.undecodable)
-        for subject, count in applied.late.items():
-            self.metrics.late.labels(subject).inc(count)
         joined, dup_predictions, dup_actuals = (int(x) for x in applied.extension)
         self.metrics.joined.inc(joined)
         self.metrics.duplicates.labels("prediction").inc(dup_predictions)
@@ -119,11 +111,9 @@ class AccuracyProcessor:
             reported.add(subject)
             late, expired = (late, unlabelled.get(subject, 0)) if first else (0, 0)
             record = self.handler.window(subject, start, fields, items, late, expired)
-            self.producer.produce(
-                self.metrics_topic, self.codecs.metric_window.encode(record), key=f"accuracy/{subject}"
-            )
+            self.publish(record)
             done.append((subject, start, late, expired, record))
-        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        await self.flush()
         for subject, start, late, expired, record in done:
             await self.store.finish(subject, start, late)
             if expired:

@@ -11,8 +11,6 @@ that get a label.
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 from rigwatch.codec import Codec
 from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
 from services.accuracy.join import SEP
 
 __all__ = ["AccuracyHandler", "Pairs"]
@@ -178,14 +176,4 @@ class AccuracyHandler:
             detail["verdict"] = "measured"
         else:
             detail["verdict"] = "no_verdict" if n else "no_labels"
-        if subject.startswith("rig:"):
-            detail["segment"] = {"rig_id": subject.removeprefix("rig:")}
-        return {
-            "kind": "accuracy",
-            "subject": subject,
-            "window_start": start_ms,
-            "window_end": start_ms + self.size_ms,
-            "count": n,
-            "metrics": {name: v for name, v in m.items() if math.isfinite(v)},
-            "detail": json.dumps(detail, sort_keys=True),
-        }
+        return metric_window("accuracy", subject, start_ms, start_ms + self.size_ms, n, m, detail)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from rigwatch.metrics import WindowGauges
+from rigwatch.metrics import StreamCounters, WindowGauges
 
 __all__ = ["AccuracyMetrics"]
 
@@ -28,9 +28,7 @@ class AccuracyMetrics:
         def counter(name: str, text: str, *labels: str) -> Counter:
             return Counter(f"rigwatch_accuracy_{name}", text, labels, registry=r)
 
-        self.events_in = counter("events_in", "Records consumed, by topic", "topic")
-        self.undecodable = counter("undecodable", "Unusable records, by topic", "topic")
-        self.late = counter("late_records", "Records for a closed window, by subject", "subject")
+        self.stream = StreamCounters(r, "accuracy")
         self.joined = counter("joined_pairs", "Predictions joined with their label")
         self.duplicates = counter("duplicates", "Re-sent predictions or labels ignored, by side", "side")
         self.unlabelled = counter("unlabelled", "Predictions whose label did not come within the horizon")

@@ -26,7 +26,7 @@ from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from rigwatch.streamapp import (
-    BatchApplier,
+    WindowedProcessor,
     faust_app,
     now_ms,
     run_worker,
@@ -44,7 +44,7 @@ __all__ = ["DriftProcessor", "build_app", "run"]
 log = logging.getLogger("rigwatch.drift")
 
 
-class DriftProcessor:
+class DriftProcessor(WindowedProcessor):
     """The I/O around :class:`DriftHandler`: offsets, Redis windows, emission, metrics."""
 
     def __init__(
@@ -56,29 +56,19 @@ class DriftProcessor:
         codecs: Codecs,
         metrics: DriftMetrics,
     ) -> None:
-        self.handler, self.store, self.producer = handler, store, producer
-        self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
-        self.applier = BatchApplier(store)
-        self.lease_ms = 5_000
+        super().__init__(store, producer, metrics_topic, codecs, metrics.stream)
+        self.handler, self.metrics = handler, metrics
 
     async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
         """Apply one batch of ``readings`` or ``predictions`` events to the windows (exactly once)."""
         started = time.perf_counter()
         handle = self.handler.readings if which == "readings" else self.handler.predictions
-        applied = await self.applier.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
-        if applied is None:
-            return
-        topic = applied.events[0].message.topic
-        self.metrics.events_in.labels(topic).inc(len(applied.events))
-        self.metrics.undecodable.labels(topic).inc(applied.updates.undecodable)
-        for subject, count in applied.late.items():
-            self.metrics.late.labels(subject).inc(count)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        if await self.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned):
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
 
     async def close_and_emit(self) -> int:
         """Seal windows behind the watermark; as the emitter, publish them. Returns the windows sent."""
         await self.store.close_due(now_ms())
-        # A short lease: a crashed emitter's successor takes over within seconds.
         if not await self.store.acquire(ttl_ms=self.lease_ms):
             return 0
         sealed = await self.store.sealed()
@@ -99,12 +89,10 @@ class DriftProcessor:
             record = await loop.run_in_executor(
                 None, self.handler.window, subject, start, fields, late, detectors[subject]
             )
-            self.producer.produce(
-                self.metrics_topic, self.codecs.metric_window.encode(record), key=f"drift/{subject}"
-            )
+            self.publish(record)
             # State as of this window: a crash before its finish() re-emits it from here.
             done.append((subject, start, late, self.handler.dump_detectors(detectors[subject]), record))
-        await loop.run_in_executor(None, self.producer.flush)
+        await self.flush()
         for subject, start, late, state, record in done:
             await self.store.finish(subject, start, late, (subject, state))
             self.metrics.observe_window(record, self.handler.profile.features)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Sequence
 
@@ -14,7 +13,7 @@ from rigwatch.drift.detectors import ChangeDetectors
 from rigwatch.drift.evaluate import evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
 from rigwatch.windowstore import Update
 
 __all__ = ["DriftHandler", "segment", "window_groups"]
@@ -154,17 +153,9 @@ class DriftHandler:
             for name in detectors.changes:
                 metrics[f"change.{name}"] = 1.0
             detail["changes"] = detectors.changes
-        if subject != self.profile.model_version:
-            detail["segment"] = {"rig_id": subject.removeprefix("rig:")}
-        return {
-            "kind": "drift",
-            "subject": subject,
-            "window_start": start_ms,
-            "window_end": start_ms + self.size_ms,
-            "count": totals.readings,
-            "metrics": {k: v for k, v in metrics.items() if np.isfinite(v)},
-            "detail": json.dumps(detail, sort_keys=True, default=float),
-        }
+        return metric_window(
+            "drift", subject, start_ms, start_ms + self.size_ms, totals.readings, metrics, detail
+        )
 
     @staticmethod
     def dump_detectors(detectors: ChangeDetectors) -> bytes:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from rigwatch.metrics import StreamCounters
+
 __all__ = ["DriftMetrics"]
 
 
@@ -13,18 +15,7 @@ class DriftMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events_in = Counter(
-            "rigwatch_drift_events_in", "Records consumed, by topic", ["topic"], registry=r
-        )
-        self.undecodable = Counter(
-            "rigwatch_drift_undecodable", "Records that could not be decoded, by topic", ["topic"], registry=r
-        )
-        self.late = Counter(
-            "rigwatch_drift_late_records",
-            "Records for an already closed window, by subject",
-            ["subject"],
-            registry=r,
-        )
+        self.stream = StreamCounters(r, "drift")
         self.windows = Counter(
             "rigwatch_drift_windows", "Drift windows emitted, by subject", ["subject"], registry=r
         )

@@ -24,7 +24,7 @@ from rigwatch.metrics import serve_metrics
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from rigwatch.streamapp import (
-    BatchApplier,
+    WindowedProcessor,
     faust_app,
     now_ms,
     run_worker,
@@ -57,7 +57,7 @@ def dlq_record(event: faust.types.EventT) -> DlqRecord:
     return DlqRecord(int(message.timestamp * 1000), {_text(k): _text(v) for k, v in pairs})
 
 
-class HealthProcessor:
+class HealthProcessor(WindowedProcessor):
     """The I/O around :class:`HealthHandler`: offsets, Redis windows, the lag probe, emission."""
 
     def __init__(
@@ -71,31 +71,22 @@ class HealthProcessor:
         lag: GroupLag | None,
         forget_after_ms: int,
     ) -> None:
-        self.handler, self.store, self.producer = handler, store, producer
-        self.metrics_topic, self.codecs, self.metrics = metrics_topic, codecs, metrics
+        super().__init__(store, producer, metrics_topic, codecs, metrics.stream)
+        self.handler, self.metrics = handler, metrics
         self.lag, self.forget_after_ms = lag, forget_after_ms
-        self.applier = BatchApplier(store)
-        self.lease_ms = 5_000
 
     async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
         """Apply one batch of ``predictions`` or ``dlq`` events to the windows (exactly once)."""
         if which == "predictions":
-            applied = await self.applier.apply(
+            await self.apply(
                 events, lambda fresh: self.handler.predictions(*values_and_sources(fresh)), assigned
             )
         else:
-            applied = await self.applier.apply(
+            await self.apply(
                 events,
                 lambda fresh: self.handler.dlq([dlq_record(e) for e in fresh], values_and_sources(fresh)[1]),
                 assigned,
             )
-        if applied is None:
-            return
-        topic = applied.events[0].message.topic
-        self.metrics.events_in.labels(topic).inc(len(applied.events))
-        self.metrics.undecodable.labels(topic).inc(applied.updates.undecodable)
-        for subject, count in applied.late.items():
-            self.metrics.late.labels(subject).inc(count)
 
     async def _sample_lag(self) -> LagSample | None:
         if self.lag is None:
@@ -153,11 +144,9 @@ class HealthProcessor:
                 subject, start, fields, late, known[subject][1], lag
             )
             known[subject][0] = max(known[subject][0], start + size)
-            self.producer.produce(
-                self.metrics_topic, self.codecs.metric_window.encode(record), key=f"health/{subject}"
-            )
+            self.publish(record)
             emitted.append((subject, start, late, record))
-        await asyncio.get_running_loop().run_in_executor(None, self.producer.flush)
+        await self.flush()
         # State first, then delete the windows: a crash in between re-emits a sealed window
         # (at-least-once) rather than emitting an empty one in its place.
         await self.store.save_state(_STATE, json.dumps(known).encode())

@@ -9,8 +9,6 @@ go into mergeable log-bucket sketches (:class:`~rigwatch.quantiles.LogBuckets`,
 
 from __future__ import annotations
 
-import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from rigwatch.codec import Codec
 from rigwatch.exceptions import SCORING_FAILED
 from rigwatch.lag import LagSample
 from rigwatch.quantiles import LogBuckets
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source
+from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
 from rigwatch.windowstore import Update
 
 __all__ = ["UNKNOWN_VERSION", "DlqRecord", "HealthHandler"]
@@ -177,13 +175,4 @@ class HealthHandler:
             metrics["scorer_lag"] = float(lag.total)
             metrics["scorer_lag_max_partition"] = float(lag.max_partition)
             detail["lag"] = {"group": lag.group, "topic": lag.topic, "partitions": lag.lag}
-        record = {
-            "kind": "health",
-            "subject": subject,
-            "window_start": start_ms,
-            "window_end": end_ms,
-            "count": n,
-            "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
-            "detail": json.dumps(detail, sort_keys=True),
-        }
-        return record, last_prediction_ms
+        return metric_window("health", subject, start_ms, end_ms, n, metrics, detail), last_prediction_ms

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
-from rigwatch.metrics import WindowGauges
+from rigwatch.metrics import StreamCounters, WindowGauges
 
 __all__ = ["LatencyMetrics"]
 
@@ -31,19 +31,5 @@ class LatencyMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events_in = Counter(
-            "rigwatch_health_events_in", "Records consumed, by topic", ["topic"], registry=r
-        )
-        self.undecodable = Counter(
-            "rigwatch_health_undecodable",
-            "Records that could not be decoded, by topic",
-            ["topic"],
-            registry=r,
-        )
-        self.late = Counter(
-            "rigwatch_health_late_records",
-            "Records for an already closed window, by subject",
-            ["subject"],
-            registry=r,
-        )
+        self.stream = StreamCounters(r, "health")
         self.windows = WindowGauges(r, "health", _GAUGES)

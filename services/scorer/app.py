@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Protocol
 
 from confluent_kafka import Message
@@ -88,14 +89,7 @@ def humility_rules(config: ScorerSettings) -> HumilityRules:
         A bad rule setting, named as the environment variable that set it.
     """
     try:
-        return HumilityRules(
-            uncertain_below=config.uncertain_below,
-            outlying_margin=config.outlying_margin,
-            uncertain_action=config.uncertain_action,
-            outlying_action=config.outlying_action,
-            missing_action=config.missing_action,
-            fallback_label=config.fallback_label,
-        )
+        return HumilityRules(**{f.name: getattr(config, f.name) for f in fields(HumilityRules)})
     except ConfigError as exc:
         # The fields are spelled as settings; an operator sets them as RIGWATCH_SCORER_<FIELD>.
         raise ConfigError(f"scorer humility settings (RIGWATCH_SCORER_*): {exc}") from exc

@@ -8,7 +8,12 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.scorer.humility import HumilityRules
+
 __all__ = ["ScorerSettings"]
+
+#: The humility defaults live with the rules; the settings only name them for the environment.
+_RULES = HumilityRules()
 
 
 class ScorerSettings(BaseSettings):
@@ -31,16 +36,16 @@ class ScorerSettings(BaseSettings):
     # scorer starts, so a bad value is a ConfigError naming the field and the value.
     #: A prediction whose confidence is below this is flagged ``uncertain``; empty
     #: (``RIGWATCH_SCORER_UNCERTAIN_BELOW=``) turns the rule off.
-    uncertain_below: float | None = 0.5
+    uncertain_below: float | None = _RULES.uncertain_below
     #: A feature beyond its training [min, max] by more than this fraction of max - min
     #: is flagged ``outlying:<feature>``; empty turns the rule off.
-    outlying_margin: float | None = 0.1
+    outlying_margin: float | None = _RULES.outlying_margin
     #: What each rule does to a row it fires on: ``none`` (flag only), ``override``
     #: (label becomes fallback_label, flag ``override:<rule>``) or ``reject`` (DLQ,
     #: reason ``humility:<rule>``).
-    uncertain_action: str = "none"
-    outlying_action: str = "none"
-    missing_action: str = "none"
+    uncertain_action: str = _RULES.uncertain_action
+    outlying_action: str = _RULES.outlying_action
+    missing_action: str = _RULES.missing_action
     #: The label an override emits; required by any ``override``, one of the model's classes.
     fallback_label: str | None = None
 
