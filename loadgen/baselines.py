@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, Producer
 from rigwatch.config import Settings
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec import BatchDecoder, compile_encoder
-from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
+from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag, client_config
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
@@ -38,14 +38,10 @@ def naive(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
     topics, codecs = settings.topics, Codecs.load()
     model = ModelPackage.load(scorer.model_dir or settings.model_dir)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": scorer.group,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-        }
+        client_config(bootstrap, {"auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        | {"group.id": scorer.group}
     )
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    producer = Producer(client_config(bootstrap, {"linger.ms": 5}))
     consumer.subscribe([topics.sensor_readings])
     try:
         while not stop:
@@ -86,7 +82,7 @@ def passthrough(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> N
     bootstrap = endpoints(settings).bootstrap
     topics, codec = settings.topics, Codecs.load().sensor_reading
     decoder, encode = BatchDecoder(codec), compile_encoder(codec)
-    producer = ReliableProducer(bootstrap, **{"linger.ms": scorer.linger_ms})
+    producer = ReliableProducer(bootstrap, {"linger.ms": scorer.linger_ms})
     consumer = BatchConsumer(bootstrap, scorer.group, [topics.sensor_readings])
     try:
         for batch in consumer.batches(

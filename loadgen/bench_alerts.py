@@ -36,9 +36,6 @@ import json
 import math
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -55,6 +52,7 @@ from loadgen.readings import ReadingStream
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
 from rigwatch.exceptions import ConfigError, RigwatchError
+from rigwatch.harness import Process
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from services.alerts.rules import DEFAULT_RULES, Rule, load_rules
@@ -62,7 +60,9 @@ from services.alerts.rules import DEFAULT_RULES, Rule, load_rules
 __all__ = [
     "PUBLISHED",
     "AlertsBenchOptions",
+    "Feed",
     "Injection",
+    "Pipeline",
     "freshness_summary",
     "markdown",
     "percentiles",
@@ -365,7 +365,7 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _Feed(threading.Thread):
+class Feed(threading.Thread):
     """Readings at a steady rate, stamped with the wall clock when sent, drifted inside injections.
 
     Not ``run_pump``: its shifts are fixed by sequence number before it starts, while the
@@ -373,11 +373,19 @@ class _Feed(threading.Thread):
     """
 
     def __init__(
-        self, bootstrap: str, topic: str, dataset: Dataset, options: AlertsBenchOptions, codecs: Codecs
+        self,
+        bootstrap: str,
+        topic: str,
+        dataset: Dataset,
+        options: AlertsBenchOptions,
+        codecs: Codecs,
+        actuals_topic: str | None = None,
     ) -> None:
         super().__init__(name="bench-alerts-feed", daemon=True)
         self.bootstrap, self.topic, self.dataset, self.options = bootstrap, topic, dataset, options
         self.codec = codecs.sensor_reading
+        # With an actuals topic, every reading's Actual follows it at once (observed now).
+        self.actuals_topic, self.actual_codec = actuals_topic, codecs.actual
         self.stop = threading.Event()
         self.sent = 0
         self.error: BaseException | None = None
@@ -403,9 +411,14 @@ class _Feed(threading.Thread):
 
         o = self.options
         # A short linger: time spent filling a producer batch would count as freshness.
-        producer = ReliableProducer(self.bootstrap, **{"linger.ms": 1})
+        producer = ReliableProducer(self.bootstrap, {"linger.ms": 1})
         stream = ReadingStream(
-            self.dataset, self.codec, run_id="benchalerts", rigs=o.rigs, label_coverage=0.0, seed=o.seed
+            self.dataset,
+            self.codec,
+            run_id="benchalerts",
+            rigs=o.rigs,
+            label_coverage=1.0 if self.actuals_topic else 0.0,
+            seed=o.seed,
         )
         events = stream.events(_now_ms)
         started = time.monotonic()
@@ -425,24 +438,25 @@ class _Feed(threading.Thread):
                         injection.first_event_ms = reading["event_time"]
                     injection.last_event_ms = reading["event_time"]
                 producer.produce(self.topic, value, key=event.key)
+                if self.actuals_topic and event.label is not None:
+                    actual = {
+                        "event_id": reading["event_id"],
+                        "rig_id": reading["rig_id"],
+                        "label": event.label,
+                    }
+                    actual["observed_time"] = _now_ms()
+                    producer.produce(self.actuals_topic, self.actual_codec.encode(actual), key=event.key)
                 self.sent += 1
         finally:
             producer.flush(30)
 
 
-def _stop(child: subprocess.Popen[bytes]) -> int:
-    """SIGTERM to this child only, then wait (SIGKILL after 30 s)."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-    try:
-        return child.wait(30)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait()
+class Pipeline:
+    """Scorer, drift and alerts as child processes on fresh topics; the feed; a reader of the outputs.
 
-
-class _Pipeline:
-    """Scorer, drift and alerts as child processes on fresh topics; the feed; a reader of the outputs."""
+    *services* may add ``latency`` and ``accuracy`` (same window settings as drift; accuracy
+    then needs a :class:`Feed` with actuals). Every MetricWindow read is kept in ``windows``.
+    """
 
     def __init__(
         self,
@@ -451,6 +465,7 @@ class _Pipeline:
         version: str,
         options: AlertsBenchOptions,
         say: Callable[[str], None],
+        services: Sequence[str] = ("scorer", "drift", "alerts"),
     ) -> None:
         tag = uuid.uuid4().hex[:8]
         self.run_dir = (options.out / "alerts-run").resolve()
@@ -459,14 +474,15 @@ class _Pipeline:
         )
         self.dataset, self.version, self.options, self.say = dataset, version, options, say
         self.bootstrap = settings.bootstrap or ""
-        self.groups = {name: f"benchalerts-{name}-{tag}" for name in ("scorer", "drift", "alerts")}
+        self.groups = {name: f"benchalerts-{name}-{tag}" for name in services}
         self.logs = options.out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.rules_path = self.logs / f"alerts-rules-{tag}.toml"
         self.alert_id = f"{RULE}/{version}/{options.sensor}"
         self.codecs = Codecs.load()
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.children: dict[str, Process] = {}
         self.window_published: dict[int, int] = {}  # model-version drift window end -> Kafka timestamp
+        self.windows: list[tuple[dict[str, Any], int, int]] = []  # (MetricWindow, published ms, read ms)
         self.mine: list[tuple[int, int, dict[str, Any]]] = []  # (read ms, published ms, Alert)
         self.others: Counter[str] = Counter()
         self.exit_codes: dict[str, int] = {}
@@ -481,40 +497,37 @@ class _Pipeline:
         return rule
 
     def start(self) -> None:
-        o, s = self.options, self.settings
-        envs = {
-            "scorer": s.to_env(
-                RIGWATCH_SCORER_GROUP=self.groups["scorer"], RIGWATCH_SCORER_METRICS_PORT="-1"
-            ),
-            "drift": s.to_env(
-                RIGWATCH_DRIFT_GROUP=self.groups["drift"],
-                RIGWATCH_DRIFT_WINDOW_MS=str(o.window_ms),
-                RIGWATCH_DRIFT_LATENESS_MS=str(o.lateness_ms),
-                RIGWATCH_DRIFT_IDLE_MS=str(o.idle_ms),
-                RIGWATCH_DRIFT_CLOSE_INTERVAL_MS=str(o.close_interval_ms),
-                RIGWATCH_DRIFT_METRICS_PORT="-1",
-            ),
-            "alerts": s.to_env(
-                RIGWATCH_ALERTS_GROUP=self.groups["alerts"],
-                RIGWATCH_ALERTS_RULES_FILE=str(self.rules_path.resolve()),
-                RIGWATCH_ALERTS_METRICS_PORT="-1",
-            ),
+        o = self.options
+        windows = {
+            "WINDOW_MS": o.window_ms,
+            "LATENESS_MS": o.lateness_ms,
+            "IDLE_MS": o.idle_ms,
+            "CLOSE_INTERVAL_MS": o.close_interval_ms,
         }
-        for name, env in envs.items():
-            with self.log(name).open("wb") as log:
-                self.children[name] = subprocess.Popen(
-                    [sys.executable, "-m", "rigwatch", name], env=env, stdout=log, stderr=subprocess.STDOUT
-                )
+        extra: dict[str, Mapping[str, object]] = {
+            "drift": windows,
+            "latency": windows | ({"SCORER_GROUP": self.groups["scorer"]} if "scorer" in self.groups else {}),
+            "accuracy": windows,
+            "alerts": {"RULES_FILE": self.rules_path.resolve()},
+        }
+        for name, group in self.groups.items():
+            prefix = f"RIGWATCH_{name.upper()}_"
+            env = {f"{prefix}GROUP": group, f"{prefix}METRICS_PORT": "-1"}
+            env |= {prefix + key: str(value) for key, value in extra.get(name, {}).items()}
+            self.children[name] = Process.start([name], self.settings.to_env(**env), self.log(name))
 
     def log(self, name: str) -> Path:
         return self.logs / f"{self.groups[name]}.log"
 
     def stop(self) -> None:
         for name, child in self.children.items():
-            self.exit_codes[name] = _stop(child)
+            outcome = child.stop()
+            self.exit_codes[name] = outcome.code
+            if not outcome.clean:
+                self.say(f"    warning: {outcome.describe()}; see {child.log}")
 
     def cleanup(self) -> None:
-        """Delete this run's topics, Redis keys and faust data directory (nothing else)."""
+        """Delete this run's topics and Redis keys (nothing else)."""
         from redis import Redis
 
         from rigwatch.kafka import delete_topics
@@ -522,24 +535,20 @@ class _Pipeline:
         delete_topics(self.bootstrap, self.settings.topics.all())
         client = Redis.from_url(self.settings.redis_url or "")
         try:
-            for name in ("drift", "alerts"):
-                keys = list(
-                    client.scan_iter(match=f"rigwatch:{self.groups[name]}:{self.settings.topic_prefix}*")
-                )
+            for group in self.groups.values():
+                keys = list(client.scan_iter(match=f"*{group}*", count=1000))
                 for i in range(0, len(keys), 500):
                     client.delete(*keys[i : i + 500])
         finally:
             client.close()
-        shutil.rmtree(self.run_dir / "faust" / self.groups["drift"], ignore_errors=True)
 
     # -- reading the outputs
 
-    def check(self, feed: _Feed) -> None:
+    def check(self, feed: Feed) -> None:
         if feed.error is not None:
             raise RigwatchError(f"the reading feed failed: {feed.error!r}") from feed.error
-        for name, child in self.children.items():
-            if child.poll() is not None:
-                raise RigwatchError(f"rigwatch {name} exited with {child.returncode}; see {self.log(name)}")
+        for child in self.children.values():
+            child.check_running()
 
     def poll(self, reader: Any) -> None:
         """Read what is there (20 ms at most); keep drift window times and this bench's alerts."""
@@ -550,6 +559,7 @@ class _Pipeline:
             published = int(msg.timestamp()[1])
             if msg.topic() == topics.metrics:
                 window = self.codecs.metric_window.decode(msg.value())
+                self.windows.append((window, published, now))
                 if window["kind"] == "drift" and window["subject"] == self.version:
                     self.window_published.setdefault(int(window["window_end"]), published)
             else:
@@ -563,18 +573,19 @@ class _Pipeline:
         """Window end of the last window the alerts service evaluated for this bench's alert (-1: none)."""
         from redis import Redis
 
-        from services.alerts.app import AlertStore, namespace
-        from services.alerts.config import AlertsSettings
+        from rigwatch.runtime.checkpoint import HashState
+        from rigwatch.windowing import namespace
+        from services.alerts.app import alert_states
 
         client = Redis.from_url(self.settings.redis_url or "")
         try:
-            ns = namespace(self.settings, AlertsSettings(group=self.groups["alerts"]))
-            state = AlertStore(client, ns).states().get(self.alert_id)
+            ns = namespace(self.groups["alerts"], self.settings.topic_prefix)
+            state = alert_states(HashState(client, ns)).get(self.alert_id)
         finally:
             client.close()
         return -1 if state is None else state.last_end
 
-    def wait_warm(self, reader: Any, feed: _Feed) -> None:
+    def wait_warm(self, reader: Any, feed: Feed) -> None:
         o = self.options
         deadline = time.monotonic() + 180
         next_probe = 0.0
@@ -591,7 +602,7 @@ class _Pipeline:
             f"(want {o.warm_windows}) evaluated by the alerts service; see the logs in {self.logs}"
         )
 
-    def wait_alert(self, reader: Any, feed: _Feed, state: str, after: int, until: float) -> int | None:
+    def wait_alert(self, reader: Any, feed: Feed, state: str, after: int, until: float) -> int | None:
         """Index in ``self.mine`` of the first *state* alert read after index *after*, or None by *until*."""
         while time.monotonic() < until:
             for k in range(after, len(self.mine)):
@@ -601,7 +612,7 @@ class _Pipeline:
             self.poll(reader)
         return None
 
-    def inject(self, reader: Any, feed: _Feed, index: int, rng: np.random.Generator) -> Injection:
+    def inject(self, reader: Any, feed: Feed, index: int, rng: np.random.Generator) -> Injection:
         o = self.options
         now = _now_ms()
         start = now - now % o.window_ms + o.window_ms + int(rng.uniform(0, o.window_ms))
@@ -657,12 +668,12 @@ def run_alerts_bench(
     began = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     version = ModelPackage.load(model_dir).version
-    pipe = _Pipeline(settings, dataset, version, options, say)
+    pipe = Pipeline(settings, dataset, version, options, say)
     rule = pipe.write_rules()
     rng = np.random.default_rng(options.seed)
     injections: list[Injection] = []
     create_topics(pipe.bootstrap, pipe.settings.topics.all(), options.partitions)
-    feed = _Feed(pipe.bootstrap, pipe.settings.topics.sensor_readings, dataset, options, pipe.codecs)
+    feed = Feed(pipe.bootstrap, pipe.settings.topics.sensor_readings, dataset, options, pipe.codecs)
     try:
         topics = [pipe.settings.topics.metrics, pipe.settings.topics.alerts]
         with TopicReader(pipe.bootstrap, topics) as reader:

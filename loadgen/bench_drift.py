@@ -27,16 +27,12 @@ Results go to ``<out>/drift-<timestamp>.json`` and ``.md``: medians with min–m
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import math
 import os
 import pstats
 import re
-import shutil
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -61,10 +57,11 @@ from rigwatch.drift.counts import DriftLayout
 from rigwatch.drift.evaluate import PER_FEATURE, evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
+from rigwatch.harness import Process, cpu_seconds, stack_pids
 from rigwatch.model import ModelPackage
+from rigwatch.runtime.checkpoint import SourceSpan
 from rigwatch.schemas import Codecs
-from rigwatch.streamapp import Updates
-from rigwatch.windowstore import SourceBatch
+from rigwatch.windowing import Updates
 from services.drift.handler import DriftHandler, window_groups
 
 __all__ = [
@@ -78,7 +75,6 @@ __all__ = [
 
 #: Per-feature statistics the baseline recomputes: evaluate()'s, less the ratio to the null threshold.
 BASELINE_STATISTICS = tuple(name for name in PER_FEATURE if name != "psi_ratio")
-_TICKS = os.sysconf("SC_CLK_TCK")
 #: Least wall time of one timed in-process measurement (passes over the batches repeat).
 MIN_TIMED_S = 1.0
 FloatArray = npt.NDArray[np.float64]
@@ -455,45 +451,41 @@ def measure_redis_apply(
 
     Client CPU is this process's; server CPU is read from ``/proc`` when *redis_pid* is given.
     """
-    from redis.asyncio import Redis
+    from redis import Redis
 
     from rigwatch.windowstore import WindowStore
 
     namespace = f"rigwatch:bench-{uuid.uuid4().hex[:8]}"
     windows = sorted({(u.subject, u.start_ms) for b in batches for u in b.updates})
-    server = (lambda: _cpu_seconds(redis_pid)) if redis_pid else (lambda: math.nan)
+    server = (lambda: cpu_seconds(redis_pid)) if redis_pid else (lambda: math.nan)
     out: dict[str, float] = {}
-
-    async def run() -> None:
-        redis = Redis.from_url(redis_url)
-        store = WindowStore(
-            redis,
-            namespace,
-            size_ms=options.window_ms,
-            lateness_ms=options.lateness_ms,
-            idle_ms=options.idle_ms,
-        )
-        try:
-            wall, cpu, srv = time.perf_counter(), time.process_time(), server()
-            for i, batch in enumerate(batches):
-                first, last = i * options.batch, min((i + 1) * options.batch, len(encoded.values)) - 1
-                source = SourceBatch("bench/0", first, last, batch.max_event_ms.get("bench/0", -1))
-                await store.apply([source], batch.updates, int(time.time() * 1000), ["bench/0"])
-            out["apply_s"] = time.perf_counter() - wall
-            out["apply_client_cpu_s"] = time.process_time() - cpu
-            out["apply_server_cpu_s"] = server() - srv
-            wall, cpu = time.perf_counter(), time.process_time()
-            for subject, start in windows:
-                await store.read(subject, start)
-            out["read_s"] = time.perf_counter() - wall
-            out["read_client_cpu_s"] = time.process_time() - cpu
-        finally:
-            keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
-            for i in range(0, len(keys), 500):
-                await redis.delete(*keys[i : i + 500])
-            await redis.aclose()
-
-    asyncio.run(run())
+    redis = Redis.from_url(redis_url)
+    store = WindowStore(
+        redis,
+        namespace,
+        size_ms=options.window_ms,
+        lateness_ms=options.lateness_ms,
+        idle_ms=options.idle_ms,
+    )
+    try:
+        wall, cpu, srv = time.perf_counter(), time.process_time(), server()
+        for i, batch in enumerate(batches):
+            first, last = i * options.batch, min((i + 1) * options.batch, len(encoded.values)) - 1
+            source = SourceSpan("bench/0", first, last, batch.max_event_ms.get("bench/0", -1))
+            store.apply([source], batch.updates, int(time.time() * 1000), ["bench/0"])
+        out["apply_s"] = time.perf_counter() - wall
+        out["apply_client_cpu_s"] = time.process_time() - cpu
+        out["apply_server_cpu_s"] = server() - srv
+        wall, cpu = time.perf_counter(), time.process_time()
+        for subject, start in windows:
+            store.read(subject, start)
+        out["read_s"] = time.perf_counter() - wall
+        out["read_client_cpu_s"] = time.process_time() - cpu
+    finally:
+        keys = list(redis.scan_iter(match=f"{namespace}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            redis.delete(*keys[i : i + 500])
+        redis.close()
     n = len(encoded.values)
     return {
         "events_per_s": n / out["apply_s"],
@@ -504,27 +496,6 @@ def measure_redis_apply(
         "read_client_cpu_ms_per_window": out["read_client_cpu_s"] / len(windows) * 1e3,
         "updates": float(sum(len(b.updates) for b in batches)),
     }
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-
-
-def _thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds per thread group of a process: the Python main thread, librdkafka, the rest."""
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            stat = (task / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
-        seconds = (int(fields[11]) + int(fields[12])) / _TICKS
-        group = "main" if task.name == str(pid) else ("librdkafka" if comm.startswith("rdk:") else "other")
-        out[group] = out.get(group, 0.0) + seconds
-    return out
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -606,7 +577,7 @@ class _EndToEnd:
                 self._cleanup(settings, group)
 
     def _cleanup(self, settings: Settings, group: str) -> None:
-        """Delete this run's Redis keys and faust data directory (nothing else)."""
+        """Delete this run's Redis keys (nothing else)."""
         from redis import Redis
 
         namespace = f"rigwatch:{group}:{settings.topic_prefix}"
@@ -617,12 +588,11 @@ class _EndToEnd:
                 client.delete(*keys[i : i + 500])
         finally:
             client.close()
-        shutil.rmtree(self.run_dir / "faust" / group, ignore_errors=True)
 
     def _preload(self, settings: Settings, encoded: Encoded) -> None:
         from rigwatch.kafka import ReliableProducer
 
-        producer = ReliableProducer(self.bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000})
+        producer = ReliableProducer(self.bootstrap, {"linger.ms": 20, "batch.size": 1_000_000})
         for key, value in zip(encoded.keys, encoded.values, strict=True):
             producer.produce(settings.topics.sensor_readings, value, key=key)
         producer.flush(120)
@@ -644,24 +614,24 @@ class _EndToEnd:
             RIGWATCH_DRIFT_BATCH_MAX=str(o.batch),
         )
         profiler = ["-m", "cProfile", "-o", str(profile_to)] if profile_to else []
-        cmd = [sys.executable, *profiler, "-m", "rigwatch", "drift", "--metrics-port", "0"]
         log_path = self.logs / f"drift-{group}.log"
         codec = Codecs.load().metric_window
-        stack = _stack_pids(self.settings)
-        before = {name: _cpu_seconds(pid) for name, pid in stack.items()}
-        with TopicReader(self.bootstrap, [settings.topics.metrics]) as reader, log_path.open("wb") as log:
+        stack = stack_pids(self.settings)
+        before = {name: cpu_seconds(pid) for name, pid in stack.items()}
+        with TopicReader(self.bootstrap, [settings.topics.metrics]) as reader:
             sample = _Sample(launched=time.monotonic())
-            child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+            child = Process.start(["drift", "--metrics-port", "0"], env, log_path, python_args=profiler)
             try:
                 port = self._watch(
                     child, reader, codec, log_path, sample, (at_least, at_most, len(encoded.values)), version
                 )
-                threads = _thread_cpu(child.pid)
-                cpu = _cpu_seconds(child.pid)
+                threads = child.thread_cpu_seconds()
+                cpu = child.cpu_seconds()
                 final = None if port is None else _scrape_after(port)
             finally:
-                code = _stop(child)
-        after = {name: _cpu_seconds(pid) for name, pid in stack.items()}
+                # A profiled child writes its profile on the way out: give it time.
+                outcome = child.stop(timeout=60)
+        after = {name: cpu_seconds(pid) for name, pid in stack.items()}
         if sample.windows < at_least:
             raise RuntimeError(
                 f"drift: only {sample.windows} of {at_least} windows within the time limit; see {log_path}"
@@ -688,7 +658,7 @@ class _EndToEnd:
             "child_cpu_pct_busy": float(np.mean(sample.cpu_busy)) if sample.cpu_busy else math.nan,
             # CPU from the first applied batch on (start-up's imports and group join left out).
             "child_cpu_us_per_event": (cpu - sample.cpu_at_first) / n * 1e6,
-            "exit_code_ok": float(code == 0),
+            "exit_code_ok": float(outcome.clean),
         }
         for name, seconds in threads.items():
             result[f"child_cpu_share.{name}"] = seconds / cpu if cpu else math.nan
@@ -701,7 +671,7 @@ class _EndToEnd:
 
     def _watch(
         self,
-        child: subprocess.Popen[bytes],
+        child: Process,
         reader: Any,
         codec: Codec,
         log_path: Path,
@@ -722,8 +692,7 @@ class _EndToEnd:
         while sample.windows < at_most and time.monotonic() < deadline:
             if sample.windows >= at_least and time.monotonic() - sample.last_window > quiet:
                 break
-            if child.poll() is not None:
-                raise RuntimeError(f"drift exited with {child.returncode}; see {log_path}")
+            child.check_running()
             messages = reader.poll(0.05, max_messages=10_000)
             now = time.monotonic()
             first = messages and not sample.windows
@@ -746,7 +715,7 @@ class _EndToEnd:
             next_probe = now + 0.1
             if port is None:
                 port = _metrics_port(log_path)
-            cpu = _cpu_seconds(child.pid)
+            cpu = child.cpu_seconds()
             if port is not None and math.isnan(sample.all_consumed):
                 metrics = _scrape_after(port)
                 consumed = 0.0 if metrics is None else metrics["rigwatch_drift_events_in_total"]
@@ -778,27 +747,6 @@ def _metrics_port(log_path: Path) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _stop(child: subprocess.Popen[bytes]) -> int:
-    """SIGTERM to this child only, then wait (SIGKILL after 60 s)."""
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-    try:
-        return child.wait(60)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        return child.wait()
-
-
-def _stack_pids(settings: Settings) -> dict[str, int]:
-    """PIDs of the local stack's broker and Redis, to read their CPU time (only when it is ours to see)."""
-    from rigwatch.stack import stack_status
-
-    state = stack_status(settings)
-    if state is None or state.bootstrap != settings.bootstrap:
-        return {}
-    return {name: pid for name, pid in state.pids.items() if Path(f"/proc/{pid}/stat").exists()}
-
-
 def top_functions(profile_path: Path, limit: int = 15) -> list[dict[str, Any]]:
     """The profiled child's most expensive functions by own time, with their cumulative time."""
     stats = pstats.Stats(str(profile_path), stream=io.StringIO())
@@ -819,15 +767,16 @@ def top_functions(profile_path: Path, limit: int = 15) -> list[dict[str, Any]]:
 
 #: Processor functions whose cumulative profiled time says where the child's time goes.
 KEY_FUNCTIONS = (
-    ("services/drift/app.py", "handle", "batch: decode + count + Redis apply"),
+    ("rigwatch/runtime/windowed.py", "on_batch", "batch: decode + count + accumulate"),
     ("services/drift/handler.py", "readings", "  DriftHandler.readings"),
-    ("rigwatch/windowstore.py", "apply", "  WindowStore.apply (argument building + Lua)"),
-    ("services/drift/app.py", "close_and_emit", "close and emit windows"),
+    ("rigwatch/runtime/windowed.py", "checkpoint", "checkpoint: merged updates + offsets to Redis"),
+    ("rigwatch/windowstore.py", "apply_batch", "  WindowStore.apply_batch (argument building + Lua)"),
+    ("rigwatch/runtime/windowed.py", "on_tick", "close and emit windows"),
     ("rigwatch/windowstore.py", "read", "  WindowStore.read (HGETALL)"),
     ("services/drift/handler.py", "window", "  DriftHandler.window"),
     ("rigwatch/drift/evaluate.py", "evaluate", "    evaluate()"),
     ("rigwatch/drift/stats.py", "null_threshold", "    null-threshold bootstrap (cold)"),
-    ("redis/asyncio/connection.py", "pack_command", "redis-py: packing commands"),
+    ("redis/connection.py", "pack_command", "redis-py: packing commands"),
     ("redis/_parsers/resp3.py", "_read_response", "redis-py: parsing replies (RESP3)"),
     ("redis/_parsers/resp2.py", "_read_response", "redis-py: parsing replies (RESP2)"),
 )
@@ -907,7 +856,7 @@ def run_drift_bench(
             agree = agreement(profile, DriftLayout(profile), batches, windows, options.min_count)
         if e2e is not None and settings is not None and settings.redis_url:
             say(f"{tag} Redis: WindowStore.apply of the same updates ...")
-            redis_pid = _stack_pids(settings).get("redis")
+            redis_pid = stack_pids(settings).get("redis")
             runs["redis_apply"].append(
                 measure_redis_apply(settings.redis_url, batches, encoded, options, redis_pid)
             )

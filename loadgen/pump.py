@@ -19,6 +19,11 @@ from rigwatch.stack import endpoints
 
 __all__ = ["PumpOptions", "PumpReport", "run_pump"]
 
+#: The pump's producer linger. The local broker is saturated by request count: at 1,000
+#: readings/s a 1 ms linger took a whole core of it (README, broker CPU table); 5 ms sends
+#: a fifth of the requests and adds at most 5 ms to a reading's event -> prediction time.
+PUMP_LINGER_MS = 5
+
 
 @dataclass(frozen=True)
 class PumpOptions:
@@ -111,8 +116,8 @@ def run_pump(
         else _now_ms
     )
     # A short linger: a reading's event time is stamped when it is queued, so time spent
-    # waiting to fill a producer batch would count as pipeline latency.
-    producer = ReliableProducer(endpoints(settings).bootstrap, **{"linger.ms": 1})
+    # waiting to fill a producer batch counts as pipeline latency.
+    producer = ReliableProducer(endpoints(settings).bootstrap, {"linger.ms": PUMP_LINGER_MS})
     pending: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
     progress = _Progress(out)
     started = time.monotonic()

@@ -172,10 +172,11 @@ def drift(
 ) -> None:
     """Window readings and predictions in event time and publish drift MetricWindows to rig.metrics.
 
-    A faust worker: start more with the same RIGWATCH_DRIFT_GROUP to share partitions; windows live
-    in Redis, so they survive restarts. Other settings (RIGWATCH_DRIFT_IDLE_MS, _BATCH_MAX, ...) come
-    from the environment.
+    Start more with the same RIGWATCH_DRIFT_GROUP to share partitions; windows live in Redis with
+    the offsets they cover, so they survive restarts and Redis outages. Other settings
+    (RIGWATCH_DRIFT_IDLE_MS, _BATCH_MAX, _CHECKPOINT_MS, ...) come from the environment.
     """
+    from rigwatch.kafka import StopFlag
     from services.drift.app import run
     from services.drift.config import DriftSettings
 
@@ -191,7 +192,7 @@ def drift(
         if v is not None
     }
     try:
-        code = run(Settings(), DriftSettings(**overrides))
+        code = run(Settings(), DriftSettings(**overrides), StopFlag().install())
     except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
@@ -221,8 +222,10 @@ def latency(
     Reads rig.predictions and the DLQ: predictions per second, event-to-prediction and processing
     latency p50/p95/p99/max, data and system errors by reason, staleness (seconds since the last
     prediction: a stopped scorer shows as growing staleness in empty windows) and the scorer
-    group's lag. A faust worker; windows live in Redis. Other settings come from RIGWATCH_LATENCY_*.
+    group's lag. Windows live in Redis with the offsets they cover. Other settings come from
+    RIGWATCH_LATENCY_*.
     """
+    from rigwatch.kafka import StopFlag
     from services.latency.app import run
     from services.latency.config import LatencySettings
 
@@ -237,7 +240,7 @@ def latency(
         if v is not None
     }
     try:
-        code = run(Settings(), LatencySettings(**overrides))
+        code = run(Settings(), LatencySettings(**overrides), StopFlag().install())
     except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
@@ -268,6 +271,7 @@ def accuracy(
     latency, and the accuracy estimated from confidence before labels come. Other settings come
     from RIGWATCH_ACCURACY_*.
     """
+    from rigwatch.kafka import StopFlag
     from services.accuracy.app import run
     from services.accuracy.config import AccuracySettings
 
@@ -282,7 +286,7 @@ def accuracy(
         if v is not None
     }
     try:
-        code = run(Settings(), AccuracySettings(**overrides))
+        code = run(Settings(), AccuracySettings(**overrides), StopFlag().install())
     except (RigwatchError, ValidationError) as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code=code)
@@ -689,5 +693,54 @@ def bench_alerts(
         options = AlertsBenchOptions(injections=injections, window_ms=window_ms, rate=rate, out=out)
         with _bench_stack(model_dir) as bound:
             run_alerts_bench(bound, dataset, model_dir, options, say=_say)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@bench_app.command("processors")
+def bench_processors(
+    data: DataOption = None,
+    events: Annotated[
+        int, typer.Option(min=2000, help="Readings in the stream (with their predictions and actuals).")
+    ] = 100_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of every service's run.")] = 3,
+    services: Annotated[
+        str, typer.Option(help="Comma-separated: scorer, drift, latency, accuracy, alerts.")
+    ] = "scorer,drift,latency,accuracy,alerts",
+    alert_windows: Annotated[
+        int, typer.Option(min=100, help="MetricWindows the alerts service reads (real ones, repeated).")
+    ] = 10_000,
+    live_s: Annotated[
+        float, typer.Option(min=0, help="Seconds of the live phase, all services together (0: skip it).")
+    ] = 60.0,
+    live_rate: Annotated[float, typer.Option(min=20, help="Readings per second in the live phase.")] = 200.0,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """Events/s, CPU µs/event, peak RSS and broker CPU of every service, each as its own process.
+
+    One real stream (readings, their predictions and actuals; MetricWindows for alerts) is loaded
+    once on fresh topics; each service reads its input from the beginning with a fresh consumer
+    group. Medians with min–max over the repeats, ratios to the scorer within each repeat. Then a
+    live phase: window close → MetricWindow arrival and alert freshness with every service running.
+    """
+    from loadgen.bench_processors import SERVICES, ProcessorsBenchOptions, run_processors_bench
+
+    chosen = tuple(s.strip() for s in services.split(","))
+    known = [s.name for s in SERVICES]
+    if unknown := [s for s in chosen if s not in known]:
+        raise typer.BadParameter(f"unknown service(s) {unknown}; expected some of {known}")
+    try:
+        dataset, model_dir = _bench_model(data, out)
+        options = ProcessorsBenchOptions(
+            events=events,
+            repeats=repeats,
+            services=chosen,
+            alert_windows=alert_windows,
+            live_s=live_s,
+            live_rate=live_rate,
+            out=out,
+        )
+        with _bench_stack(model_dir) as bound:
+            run_processors_bench(bound, dataset, model_dir, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc

@@ -34,9 +34,16 @@ class Settings(BaseSettings):
         """This process's environment with these settings, for a rigwatch child process.
 
         Other ``RIGWATCH_*`` variables are dropped, so the child sees exactly these
-        settings plus *extra* (e.g. ``RIGWATCH_SCORER_GROUP``).
+        settings plus *extra* (e.g. ``RIGWATCH_SCORER_GROUP``), and the Kafka client
+        properties ``RIGWATCH_KAFKA_*`` (``rigwatch.kafka.client_config``), which every
+        child's clients need.
         """
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_")}
+        # Kafka client properties (RIGWATCH_KAFKA_*: security settings) reach every child.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("RIGWATCH_") or k.startswith("RIGWATCH_KAFKA_")
+        }
         env |= {
             "RIGWATCH_TOPIC_PREFIX": self.topic_prefix,
             "RIGWATCH_RUN_DIR": str(self.run_dir.resolve()),

@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "DeliveryError",
     "ModelError",
+    "ProcessError",
     "RigwatchError",
     "StackError",
 ]
@@ -36,6 +37,10 @@ class ModelError(RigwatchError):
 
 class StackError(RigwatchError):
     """The local broker or Redis could not be started, reached or stopped."""
+
+
+class ProcessError(RigwatchError):
+    """A child process (a service run by a benchmark or a test) exited when or how it should not have."""
 
 
 class DeliveryError(RigwatchError):

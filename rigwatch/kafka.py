@@ -7,11 +7,12 @@ auto-commit then commits stored offsets, and ``close()`` commits the last ones.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -27,18 +28,21 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from rigwatch.exceptions import DeliveryError, StackError
+from rigwatch.exceptions import ConfigError, DeliveryError, StackError
 
 __all__ = [
+    "ENV_PREFIX",
     "BatchConsumer",
     "ReliableProducer",
     "StopFlag",
     "TopicReader",
+    "client_config",
     "create_topics",
     "delete_topics",
     "fetched_high",
     "groupless_consumer",
     "read_topics",
+    "redacted",
     "wait_for_broker",
 ]
 
@@ -49,18 +53,94 @@ SESSION_TIMEOUT_MS = 6000
 FETCH_WAIT_MS = 10
 #: A producer serves its delivery callbacks after this many records.
 POLL_EVERY = 100
+#: How long a full producer queue is waited for, and once stopping.
+FULL_QUEUE_WAIT_S, STOPPING_WAIT_S = 60.0, 5.0
+
+#: ``RIGWATCH_KAFKA_SASL_MECHANISM=PLAIN`` sets librdkafka's ``sasl.mechanism`` on every client.
+ENV_PREFIX = "RIGWATCH_KAFKA_"
+# What the delivery guarantees rest on: the environment must not change these
+# (``metadata.broker.list`` is librdkafka's alias of ``bootstrap.servers``).
+_PROTECTED = frozenset(
+    {
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "group.id",
+        "enable.auto.offset.store",
+        "enable.idempotence",
+        "enable.auto.commit",
+    }
+)
+# One client's identity: given to every client, they would fence each other out.
+_PER_CLIENT = frozenset({"group.instance.id", "transactional.id"})
+# A property whose name holds one of these is a secret: never logged.
+_SECRET_PARTS = ("password", "passphrase", "secret", "key.pem", "jaas", "token", "sasl.oauthbearer.config")
+
+
+def _environment_config(environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties from ``RIGWATCH_KAFKA_<PROPERTY>`` variables (``_`` -> ``.``, lower case)."""
+    out = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX:
+            continue
+        prop = name.removeprefix(ENV_PREFIX).lower().replace("_", ".")
+        if prop in _PROTECTED:
+            raise ConfigError(
+                f"{name}: {prop!r} is set by rigwatch (its delivery guarantees depend on it);"
+                " use RIGWATCH_BOOTSTRAP or the service's own settings instead"
+            )
+        if prop in _PER_CLIENT:
+            raise ConfigError(
+                f"{name}: {prop!r} names one client, but RIGWATCH_KAFKA_* reaches every client"
+                " rigwatch creates; they would fence each other out"
+            )
+        out[prop] = value
+    return out
+
+
+def client_config(
+    bootstrap: str, defaults: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The configuration of a Kafka client: *defaults*, then ``RIGWATCH_KAFKA_*``, then the bootstrap.
+
+    Every consumer, producer and admin client rigwatch creates is built from
+    this, so security settings (``RIGWATCH_KAFKA_SECURITY_PROTOCOL``,
+    ``RIGWATCH_KAFKA_SASL_USERNAME``, ``RIGWATCH_KAFKA_SSL_CA_LOCATION``, ...)
+    reach all of them, and may override a role's defaults (linger, fetch wait).
+
+    Examples
+    --------
+    >>> env = {"RIGWATCH_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "RIGWATCH_KAFKA_LINGER_MS": "20"}
+    >>> conf = client_config("b:9092", {"linger.ms": 5}, env)
+    >>> conf["security.protocol"], conf["linger.ms"], conf["bootstrap.servers"]
+    ('SASL_SSL', '20', 'b:9092')
+    """
+    conf: dict[str, Any] = dict(defaults or {})
+    conf.update(_environment_config(os.environ if environ is None else environ))
+    conf["bootstrap.servers"] = bootstrap
+    return conf
+
+
+def redacted(conf: Mapping[str, Any]) -> dict[str, Any]:
+    """*conf* fit for a log line: secret values replaced by ``***``.
+
+    Examples
+    --------
+    >>> redacted({"sasl.username": "ops", "sasl.password": "hunter2"})
+    {'sasl.username': 'ops', 'sasl.password': '***'}
+    """
+    return {k: "***" if any(part in k for part in _SECRET_PARTS) else v for k, v in conf.items()}
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT so a loop can finish the batch in hand and exit cleanly."""
+    """Set by SIGTERM/SIGINT/SIGHUP so a loop can finish the batch in hand and exit cleanly."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
 
     def install(self) -> StopFlag:
-        """Route SIGTERM and SIGINT to this flag (main thread only)."""
-        signal.signal(signal.SIGTERM, self._handle)
-        signal.signal(signal.SIGINT, self._handle)
+        """Route SIGTERM, SIGINT and SIGHUP to this flag (main thread only)."""
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -85,14 +165,12 @@ class ReliableProducer:
     caller does not commit the input of a batch whose outputs were lost.
     """
 
-    def __init__(self, bootstrap: str, **config: Any) -> None:
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "compression.type": "none",
-        }
-        conf.update(config)
+    def __init__(
+        self, bootstrap: str, config: Mapping[str, Any] | None = None, *, stop: StopFlag | None = None
+    ) -> None:
+        self._stop = stop
+        conf = client_config(bootstrap, {"linger.ms": 5, "compression.type": "none", **(config or {})})
+        conf["enable.idempotence"] = True
         self._producer = Producer(conf)
         self._error: KafkaError | None = None
         self._queued = 0
@@ -113,7 +191,14 @@ class ReliableProducer:
         headers: list[tuple[str, str | bytes | None]] | None = None,
         timestamp_ms: int = 0,
     ) -> None:
-        """Queue one record (``timestamp_ms`` 0: now); waits for queue space rather than fail when full."""
+        """Queue one record (``timestamp_ms`` 0: now); waits for queue space rather than fail when full.
+
+        The wait is bounded: :data:`FULL_QUEUE_WAIT_S`, or :data:`STOPPING_WAIT_S`
+        once the stop flag is set, so a broker that stopped taking records
+        cannot hold a shutdown forever. Then :class:`DeliveryError` (nothing of
+        the batch is committed; it is read again).
+        """
+        waited = 0.0
         while True:
             try:
                 self._producer.produce(
@@ -125,8 +210,12 @@ class ReliableProducer:
                     on_delivery=self._on_delivery,
                 )
                 break
-            except BufferError:
+            except BufferError as exc:
+                limit = STOPPING_WAIT_S if self._stop else FULL_QUEUE_WAIT_S
+                if waited >= limit:
+                    raise DeliveryError(f"producer queue still full after {waited:.0f} s") from exc
                 self._producer.poll(0.05)
+                waited += 0.05
         # Serve delivery callbacks regularly; polling after every record costs a fifth
         # of the scorer's time at high rates (profiled), and flush() serves the rest.
         self._queued += 1
@@ -141,6 +230,10 @@ class ReliableProducer:
             raise DeliveryError(f"delivery failed: {error.str()} (code {error.code()})")
         if remaining:
             raise DeliveryError(f"{remaining} records still unacknowledged after {timeout:.0f} s")
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Deliver what is still queued (the last step of a shutdown)."""
+        self.flush(timeout)
 
 
 class BatchConsumer:
@@ -161,18 +254,15 @@ class BatchConsumer:
     """
 
     def __init__(self, bootstrap: str, group: str, topics: Iterable[str], **config: Any) -> None:
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
+        defaults: dict[str, Any] = {
             "auto.offset.reset": "earliest",
-            "enable.auto.offset.store": False,
-            "enable.auto.commit": True,
             "auto.commit.interval.ms": 1000,
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "partition.assignment.strategy": "cooperative-sticky",
             "fetch.wait.max.ms": FETCH_WAIT_MS,
         }
-        conf.update(config)
+        conf = client_config(bootstrap, defaults | config)
+        conf |= {"group.id": group, "enable.auto.offset.store": False, "enable.auto.commit": True}
         self._consumer = Consumer(conf)
         self._consumer.subscribe(list(topics))
 
@@ -227,7 +317,7 @@ class BatchConsumer:
 
 def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
     """Poll until a broker at *bootstrap* answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -236,7 +326,7 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
 
 def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> list[str]:
     """Create *topics* with *partitions* each; existing topics are left alone. Returns the new ones."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     futures = admin.create_topics(
         [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics],
         operation_timeout=10,
@@ -254,7 +344,7 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) ->
 
 def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:
     """Delete *topics* (missing ones are ignored): a benchmark's data must not pile up in the broker."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     for topic, future in admin.delete_topics(list(topics), operation_timeout=10).items():
         try:
             future.result()
@@ -297,18 +387,20 @@ def groupless_consumer(bootstrap: str, purpose: str, *, partition_eof: bool = Fa
     ``partition_eof`` delivers an event at each partition's end (also past
     transaction markers, which never arrive as records).
     """
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"rigwatch-{purpose}-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": partition_eof,
-            "allow.auto.create.topics": False,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-        }
-    )
+    defaults = {
+        "allow.auto.create.topics": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": FETCH_WAIT_MS,
+    }
+    conf = client_config(bootstrap, defaults)
+    conf |= {
+        "group.id": f"rigwatch-{purpose}-{uuid.uuid4().hex}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        # The caller's choice, not a tunable: the lag probe counts on these events.
+        "enable.partition.eof": partition_eof,
+    }
+    return Consumer(conf)
 
 
 class TopicReader:

@@ -24,7 +24,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from rigwatch.exceptions import ConfigError, StackError
-from rigwatch.kafka import fetched_high, groupless_consumer
+from rigwatch.kafka import client_config, fetched_high, groupless_consumer
 
 __all__ = ["MODES", "GroupLag", "LagSample"]
 
@@ -84,7 +84,7 @@ class GroupLag:
         if mode not in MODES:
             raise ValueError(f"unknown lag mode {mode!r}: expected one of {', '.join(MODES)}")
         self.group, self.topic, self.mode = group, topic, mode
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient(client_config(bootstrap))
         # EOF events give a partition's end even when nothing is new.
         self._reader = groupless_consumer(bootstrap, "lag", partition_eof=True)
         self._seen: dict[int, int] = {}  # partition -> end seen while fetching

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 __all__ = ["StreamCounters", "WindowGauges", "serve_metrics"]
 
 
-def serve_metrics(registry: CollectorRegistry, port: int, host: str = "127.0.0.1") -> int:
+def serve_metrics(
+    registry: CollectorRegistry, port: int, host: str = "127.0.0.1", stack: ExitStack | None = None
+) -> int:
     """Serve *registry* at ``http://host:port/metrics``; port 0 picks a free one. Returns the port.
 
     A port of -1 disables the endpoint (tests that run many services in one process).
+    With *stack*, the server is shut down when the stack closes.
     """
     if port < 0:
         return -1
     server, _thread = start_http_server(port, addr=host, registry=registry)
+    if stack is not None:
+        stack.callback(server.server_close)
+        stack.callback(server.shutdown)
     return int(server.server_port)
 
 

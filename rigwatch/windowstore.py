@@ -25,31 +25,34 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from itertools import chain
 from typing import Any
 
-from redis.asyncio import Redis
+from redis import Redis
 
-__all__ = ["SourceBatch", "StaleBatch", "Update", "WindowStore", "as_text"]
+from rigwatch.runtime.checkpoint import (
+    OFFSET_GUARD_LUA,
+    SourceSpan,
+    as_text,
+    raise_if_stale,
+    span_args,
+)
+from rigwatch.windowing import Update, window_start
 
-_APPLY = """
+__all__ = ["WindowStore"]
+
+_APPLY = (
+    """
 local now, prefix = ARGV[1], ARGV[2]
 local i = 3
-local n_sources = tonumber(ARGV[i]); i = i + 1
-for s = 1, n_sources do
-  local applied = redis.call('HGET', KEYS[1], ARGV[i])
-  if applied and tonumber(applied) >= tonumber(ARGV[i + 1]) then
-    return {'stale', ARGV[i], applied}
-  end
-  i = i + 4
-end
-i = 4
+"""
+    + OFFSET_GUARD_LUA
+    + """
+i = spans_at
 for s = 1, n_sources do
   local id, event_ms = ARGV[i], tonumber(ARGV[i + 3])
-  redis.call('HSET', KEYS[1], id, ARGV[i + 2])
-  -- A batch with no usable record (event time -1) neither advances nor refreshes its source.
+  -- A span with no usable record (event time -1) neither advances nor refreshes its source.
   if event_ms >= 0 then
     local wm = redis.call('HGET', KEYS[2], id)
     if (not wm) or tonumber(wm) < event_ms then redis.call('HSET', KEYS[2], id, ARGV[i + 3]) end
@@ -108,6 +111,7 @@ local extension = {}
 --EXTENSION--
 return {'ok', late, extension}
 """
+)
 
 _SEAL = """
 local current = tonumber(redis.call('GET', KEYS[1]))
@@ -131,54 +135,13 @@ return 0
 """
 
 
-def as_text(value: bytes | str) -> str:
-    """A Redis reply as text (bytes unless the client decodes responses)."""
-    return value.decode() if isinstance(value, bytes) else value
-
-
-class StaleBatch(Exception):
-    """The batch starts at or below an offset already applied (a replay or a zombie worker)."""
-
-    def __init__(self, source: str, applied: int) -> None:
-        super().__init__(f"source {source} already applied up to offset {applied}")
-        self.source, self.applied = source, applied
-
-
-@dataclass(frozen=True)
-class SourceBatch:
-    """What one batch read from one ``topic/partition``: offsets and largest event time."""
-
-    source: str
-    first_offset: int
-    last_offset: int
-    max_event_ms: int
-
-
-@dataclass(frozen=True)
-class Update:
-    """What a batch adds to one window of one subject.
-
-    ``ints`` and ``floats`` are added to the window's fields, ``maxes`` raise a
-    field to the value when it is larger, ``items`` are appended to the
-    window's list (for statistics that need the values themselves).
-    """
-
-    subject: str
-    start_ms: int
-    records: int
-    ints: Mapping[str, int] = field(default_factory=dict)
-    floats: Mapping[str, float] = field(default_factory=dict)
-    maxes: Mapping[str, float] = field(default_factory=dict)
-    items: Sequence[str] = ()
-
-
 class WindowStore:
     """Tumbling windows of ``size_ms`` in Redis under ``namespace`` (see the module docs).
 
     Parameters
     ----------
     redis
-        An asyncio Redis client (``decode_responses=False``).
+        A Redis client (``decode_responses=False``).
     namespace
         Key prefix, unique per processor and deployment (e.g. ``rigwatch:drift:rig.``).
     size_ms, lateness_ms, idle_ms
@@ -223,19 +186,19 @@ class WindowStore:
 
     def window_start(self, event_ms: int) -> int:
         """Start of the window holding *event_ms*."""
-        return event_ms - event_ms % self.size_ms
+        return window_start(event_ms, self.size_ms)
 
     def _window_key(self, subject: str, start_ms: int) -> str:
         return f"{self.ns}:w:{start_ms}:{subject}"
 
-    async def applied_offsets(self) -> dict[str, int]:
+    def applied_offsets(self) -> dict[str, int]:
         """Last applied offset per source: a worker skips records at or below it."""
-        raw = await self.redis.hgetall(self._keys["offsets"])
+        raw = self.redis.hgetall(self._keys["offsets"])
         return {as_text(k): int(v) for k, v in raw.items()}
 
-    async def apply(
+    def apply(
         self,
-        sources: Sequence[SourceBatch],
+        sources: Sequence[SourceSpan],
         updates: Iterable[Update],
         now_ms: int,
         assigned: Iterable[str] = (),
@@ -252,21 +215,19 @@ class WindowStore:
         StaleBatch
             A source's first offset is not beyond what was applied: nothing was added.
         """
-        late, _ = await self.apply_batch(sources, updates, now_ms, assigned)
+        late, _ = self.apply_batch(sources, updates, now_ms, assigned)
         return late
 
-    async def apply_batch(
+    def apply_batch(
         self,
-        sources: Sequence[SourceBatch],
+        sources: Sequence[SourceSpan],
         updates: Iterable[Update],
         now_ms: int,
         assigned: Iterable[str] = (),
         extension_args: Sequence[Any] = (),
     ) -> tuple[dict[str, int], list[Any]]:
         """:meth:`apply` with arguments for the store's Lua extension; also returns what it reported."""
-        argv: list[Any] = [now_ms, f"{self.ns}:w:", len(sources)]
-        for s in sources:
-            argv += [s.source, s.first_offset, s.last_offset, s.max_event_ms]
+        argv: list[Any] = [now_ms, f"{self.ns}:w:", *span_args(sources)]
         assigned = list(assigned)
         argv += [len(assigned), *assigned]
         updates = list(updates)
@@ -281,26 +242,25 @@ class WindowStore:
             argv.extend(u.items)
         argv.extend(extension_args)
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
-        result = await self._apply(keys=keys, args=argv)
-        if result[0] == b"stale":
-            raise StaleBatch(as_text(result[1]), int(result[2]))
+        result = self._apply(keys=keys, args=argv)
+        raise_if_stale(result)
         late: dict[str, int] = {}
         flat = result[1]
         for subject, count in zip(flat[::2], flat[1::2], strict=True):
             late[as_text(subject)] = late.get(as_text(subject), 0) + int(count)
         return late, list(result[2])
 
-    async def watermark(self, now_ms: int) -> float | None:
+    def watermark(self, now_ms: int) -> float | None:
         """Effective watermark: the smallest over non-idle sources, the largest when all are idle.
 
         ``None`` before any data; ``-inf`` while an active source has delivered nothing yet.
         """
-        state = await self._watermark(now_ms)
+        state = self._watermark(now_ms)
         return None if state is None else state[0]
 
-    async def _watermark(self, now_ms: int) -> tuple[float, bool] | None:
-        marks = {as_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["watermarks"])).items()}
-        seen = {as_text(k): int(v) for k, v in (await self.redis.hgetall(self._keys["seen"])).items()}
+    def _watermark(self, now_ms: int) -> tuple[float, bool] | None:
+        marks = {as_text(k): int(v) for k, v in (self.redis.hgetall(self._keys["watermarks"])).items()}
+        seen = {as_text(k): int(v) for k, v in (self.redis.hgetall(self._keys["seen"])).items()}
         if not marks:
             return None
         active = [s for s, t in seen.items() if now_ms - t <= self.idle_ms]
@@ -308,7 +268,7 @@ class WindowStore:
             return min(marks.get(s, -math.inf) for s in active), False
         return max(marks.values()), True
 
-    async def close_due(self, now_ms: int, *, wall_clock_when_idle: bool = False) -> int:
+    def close_due(self, now_ms: int, *, wall_clock_when_idle: bool = False) -> int:
         """Seal every window the watermark has passed by the lateness; returns how many.
 
         When every source is idle the stream has stopped, so the window holding
@@ -317,9 +277,9 @@ class WindowStore:
         still get its windows, empty), windows then close on the wall clock
         instead, up to ``now_ms - lateness_ms``, even before any data.
         """
-        state = await self._watermark(now_ms)
+        state = self._watermark(now_ms)
         if wall_clock_when_idle and (state is None or state[1]):
-            return await self.seal_before(self.window_start(now_ms - self.lateness_ms))
+            return self.seal_before(self.window_start(now_ms - self.lateness_ms))
         if state is None:
             return 0
         mark, all_idle = state
@@ -330,45 +290,45 @@ class WindowStore:
             if all_idle
             else self.window_start(int(mark) - self.lateness_ms)
         )
-        return await self.seal_before(boundary)
+        return self.seal_before(boundary)
 
-    async def seal_before(self, boundary_ms: int) -> int:
+    def seal_before(self, boundary_ms: int) -> int:
         """Seal every window starting before *boundary_ms*; later records for them count as late.
 
         For processors that close on the wall clock rather than the watermark
         (service health: a stopped service must still get its windows).
         """
         keys = [self._keys["closed"], self._keys["open"], self._keys["sealed"]]
-        return int(await self._seal(keys=keys, args=[boundary_ms]))
+        return int(self._seal(keys=keys, args=[boundary_ms]))
 
-    async def closed_before(self) -> int | None:
+    def closed_before(self) -> int | None:
         """Windows starting before this are closed (``None``: none closed yet)."""
-        value = await self.redis.get(self._keys["closed"])
+        value = self.redis.get(self._keys["closed"])
         return None if value is None else int(value)
 
-    async def sealed(self) -> list[tuple[str, int]]:
+    def sealed(self) -> list[tuple[str, int]]:
         """Sealed, not yet emitted windows as ``(subject, start_ms)``, oldest first."""
-        members = await self.redis.zrange(self._keys["sealed"], 0, -1)
+        members = self.redis.zrange(self._keys["sealed"], 0, -1)
         out = []
         for m in members:
             subject, _, start = as_text(m).rpartition("|")  # type: ignore[arg-type]
             out.append((subject, int(start)))
         return sorted(out, key=lambda item: (item[1], item[0]))
 
-    async def read(self, subject: str, start_ms: int) -> tuple[dict[bytes, bytes], int]:
+    def read(self, subject: str, start_ms: int) -> tuple[dict[bytes, bytes], int]:
         """A sealed window's hash and the late records of its subject not yet reported."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hgetall(self._window_key(subject, start_ms))
         pipe.hget(self._keys["late"], subject)
-        fields, late = await pipe.execute()
+        fields, late = pipe.execute()
         return fields, int(late or 0)
 
-    async def read_items(self, subject: str, start_ms: int) -> list[bytes]:
+    def read_items(self, subject: str, start_ms: int) -> list[bytes]:
         """The items appended to a window (:attr:`Update.items`), in the order they were added."""
-        items = await self.redis.lrange(self._window_key(subject, start_ms) + ":items", 0, -1)
+        items = self.redis.lrange(self._window_key(subject, start_ms) + ":items", 0, -1)
         return [item if isinstance(item, bytes) else item.encode() for item in items]
 
-    async def finish(
+    def finish(
         self, subject: str, start_ms: int, late_reported: int, state: tuple[str, bytes] | None = None
     ) -> None:
         """After the window was published: delete it, count its late records as reported, save state."""
@@ -379,24 +339,24 @@ class WindowStore:
             pipe.hincrby(self._keys["late"], subject, -late_reported)
         if state is not None:
             pipe.set(f"{self.ns}:state:{state[0]}", state[1])
-        await pipe.execute()
+        pipe.execute()
 
-    async def load_state(self, name: str) -> bytes | None:
+    def load_state(self, name: str) -> bytes | None:
         """Opaque state saved by :meth:`finish` (e.g. a subject's detectors)."""
-        value = await self.redis.get(f"{self.ns}:state:{name}")
+        value = self.redis.get(f"{self.ns}:state:{name}")
         return None if value is None else value if isinstance(value, bytes) else value.encode()
 
-    async def save_state(self, name: str, value: bytes) -> None:
+    def save_state(self, name: str, value: bytes) -> None:
         """Store opaque state under *name* (what :meth:`finish` does with its ``state``)."""
-        await self.redis.set(f"{self.ns}:state:{name}", value)
+        self.redis.set(f"{self.ns}:state:{name}", value)
 
-    async def acquire(self, ttl_ms: int = 30_000) -> bool:
+    def acquire(self, ttl_ms: int = 30_000) -> bool:
         """Become the only emitter for ``ttl_ms`` (renewed by calling again)."""
         key = f"{self.ns}:emitter"
-        if await self.redis.set(key, self._token, nx=True, px=ttl_ms):
+        if self.redis.set(key, self._token, nx=True, px=ttl_ms):
             return True
-        return bool(await self._renew(keys=[key], args=[self._token, ttl_ms]))
+        return bool(self._renew(keys=[key], args=[self._token, ttl_ms]))
 
-    async def release(self) -> None:
+    def release(self) -> None:
         """Stop being the emitter (only if this store holds the lock)."""
-        await self._unlock(keys=[f"{self.ns}:emitter"], args=[self._token])
+        self._unlock(keys=[f"{self.ns}:emitter"], args=[self._token])

@@ -1,42 +1,40 @@
-"""Accuracy entrypoint: a faust app wiring Kafka, the Redis join and windows, and metrics around the handler.
+"""Accuracy entrypoint: wires the Redis join and windows and metrics around :class:`AccuracyHandler`.
 
-Two agents consume ``rig.predictions`` and ``rig.actuals`` in batches. Each
-batch is one Redis script: the offset guard of the window store, then the
-join (:mod:`services.accuracy.join`), so a replayed batch joins nothing twice
-and a restarted worker finds every waiting prediction and label where it left
-them. One worker at a time (Redis lease) expires join state past the horizon
+Predictions and actuals are accumulated by the runtime and joined at each
+checkpoint inside the window store's script, after its offset guard
+(:mod:`services.accuracy.join`), so a replayed span joins nothing twice and a
+restarted worker finds every waiting prediction and label where it left them.
+One worker at a time (the emitter lease) expires join state past the horizon
 and emits the windows the watermark closed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from typing import Any
 
-import faust
+from redis import Redis
 
 from rigwatch.config import Settings
-from rigwatch.kafka import ReliableProducer
+from rigwatch.kafka import StopFlag
 from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
+from rigwatch.runtime.checkpoint import as_text
+from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics
+from rigwatch.runtime.records import Output
+from rigwatch.runtime.windowed import WindowedService
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from rigwatch.streamapp import (
-    WindowedProcessor,
-    faust_app,
-    now_ms,
-    run_worker,
-    values_and_sources,
-    window_store,
-    wire,
-)
-from rigwatch.windowstore import WindowStore, as_text
+from rigwatch.windowing import namespace
+from rigwatch.windowstore import WindowStore
 from services.accuracy.config import AccuracySettings
 from services.accuracy.handler import AccuracyHandler
 from services.accuracy.join import JOIN_LUA, SWEEP_LUA
 from services.accuracy.metrics import AccuracyMetrics
 
-__all__ = ["AccuracyProcessor", "build_app", "run"]
+__all__ = ["AccuracyService", "run"]
 
 log = logging.getLogger("rigwatch.accuracy")
 
@@ -44,41 +42,30 @@ log = logging.getLogger("rigwatch.accuracy")
 _SWEEP_LIMIT = 5_000
 
 
-class AccuracyProcessor(WindowedProcessor):
-    """The I/O around :class:`AccuracyHandler`: offsets and join in Redis, expiry, emission, metrics."""
+class AccuracyService(WindowedService):
+    """Label-time accuracy windows over the prediction/actual join."""
 
     def __init__(
-        self,
-        handler: AccuracyHandler,
-        store: WindowStore,
-        producer: ReliableProducer,
-        metrics_topic: str,
-        codecs: Codecs,
-        metrics: AccuracyMetrics,
+        self, handler: AccuracyHandler, store: WindowStore, metrics: AccuracyMetrics, **kwargs: Any
     ) -> None:
-        super().__init__(store, producer, metrics_topic, codecs, metrics.stream)
+        super().__init__(store, counters=metrics.stream, extension_args=handler.join_args, **kwargs)
         self.handler, self.metrics = handler, metrics
         self._sweep = store.redis.register_script(SWEEP_LUA)
         self._expiry, self._unlabelled = f"{store.ns}:expiry", f"{store.ns}:unlabelled"
 
-    async def handle(self, events: Sequence[faust.types.EventT], which: str, assigned: Sequence[str]) -> None:
-        """Join one batch of ``predictions`` or ``actuals`` events (exactly once)."""
-        handle = self.handler.predictions if which == "predictions" else self.handler.actuals
-        applied = await self.apply(events, lambda fresh: handle(*values_and_sources(fresh)), assigned)
-        if applied is None:
-            return
-        joined, dup_predictions, dup_actuals = (int(x) for x in applied.extension)
+    def checkpointed(self, extension: list[Any]) -> None:
+        joined, dup_predictions, dup_actuals = (int(x) for x in extension)
         self.metrics.joined.inc(joined)
         self.metrics.duplicates.labels("prediction").inc(dup_predictions)
         self.metrics.duplicates.labels("actual").inc(dup_actuals)
 
-    async def expire(self, watermark: float | None) -> int:
+    def expire(self, watermark: float | None) -> int:
         """Drop join state of events the watermark left behind by the horizon; returns how many."""
         if watermark is None or watermark == float("-inf"):
             return 0
         total = 0
         while True:
-            events, unlabelled, orphans = await self._sweep(
+            events, unlabelled, orphans = self._sweep(  # type: ignore[misc]
                 keys=[self._expiry, self._unlabelled],
                 args=[f"{self.store.ns}:", int(watermark), _SWEEP_LIMIT],
             )
@@ -87,95 +74,94 @@ class AccuracyProcessor(WindowedProcessor):
             self.metrics.orphans.inc(int(orphans))
             if int(events) < _SWEEP_LIMIT:
                 break
-        self.metrics.pending.set(await self.store.redis.zcard(self._expiry))
+        self.metrics.pending.set(self.store.redis.zcard(self._expiry))  # type: ignore[arg-type]
         return total
 
-    async def close_and_emit(self) -> int:
-        """Seal windows behind the watermark; as the emitter, expire old join state and publish windows."""
-        now = now_ms()
-        await self.store.close_due(now)
-        if not await self.store.acquire(ttl_ms=self.lease_ms):
-            return 0
-        await self.expire(await self.store.watermark(now))
-        sealed = await self.store.sealed()
+    def emit(self, now_ms: int, publish: Callable[[Iterable[Output]], None]) -> None:
+        self.expire(self.store.watermark(now_ms))
+        sealed = self.store.sealed()
         if not sealed:
-            return 0
-        counts = await self.store.redis.hgetall(self._unlabelled)
-        unlabelled = {as_text(k): int(v) for k, v in counts.items()}
+            return
+        counts = self.store.redis.hgetall(self._unlabelled)
+        unlabelled = {as_text(k): int(v) for k, v in counts.items()}  # type: ignore[union-attr]
         done, reported = [], set()
         for subject, start in sealed:
-            fields, late = await self.store.read(subject, start)
-            items = await self.store.read_items(subject, start)
+            fields, late = self.store.read(subject, start)
+            items = self.store.read_items(subject, start)
             # Late and expired counts not yet reported go with the subject's first window of this round.
             first = subject not in reported
             reported.add(subject)
             late, expired = (late, unlabelled.get(subject, 0)) if first else (0, 0)
             record = self.handler.window(subject, start, fields, items, late, expired)
-            self.publish(record)
             done.append((subject, start, late, expired, record))
-        await self.flush()
+        publish(self.window_output(record) for *_, record in done)
         for subject, start, late, expired, record in done:
-            await self.store.finish(subject, start, late)
+            self.store.finish(subject, start, late)
             if expired:
-                await self.store.redis.hincrby(self._unlabelled, subject, -expired)
+                self.store.redis.hincrby(self._unlabelled, subject, -expired)
             self.metrics.windows.observe(record)
-        return len(done)
 
 
-def build_app(settings: Settings, config: AccuracySettings) -> tuple[faust.App, AccuracyProcessor]:
-    """The faust app with its two agents and the close/emit timer."""
+def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
+    """Run one accuracy worker until *stop*; the batch in hand is checkpointed, then 0 is returned."""
     ends = endpoints(settings)
     topics = settings.topics
     model = ModelPackage.load(config.model_dir or settings.model_dir)
     codecs = Codecs.load()
-    store = window_store(
-        ends.redis_url,
-        config.group,
-        settings.topic_prefix,
-        size_ms=config.window_ms,
-        lateness_ms=config.lateness_ms,
-        idle_ms=config.idle_ms,
-        extension=JOIN_LUA,
-    )
-    handler = AccuracyHandler(
-        codecs.prediction,
-        codecs.actual,
-        model.classes,
-        model.calibration,
-        namespace=store.ns,
-        size_ms=config.window_ms,
-        horizon_ms=config.horizon_ms,
-        min_count=config.min_count,
-    )
     metrics = AccuracyMetrics()
-    processor = AccuracyProcessor(
-        handler, store, ReliableProducer(ends.bootstrap), topics.metrics, codecs, metrics
-    )
-    app = faust_app(config.group, ends.bootstrap, settings.run_dir)
-    wire(
-        app,
-        processor,
-        {"predictions": topics.predictions, "actuals": topics.actuals},
-        batch_max=config.batch_max,
-        batch_timeout_ms=config.batch_timeout_ms,
-        close_interval_ms=config.close_interval_ms,
-    )
-    port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
-    log.info(
-        "accuracy of %s %s: %s + %s -> %s, %d ms windows in label time, horizon %d ms, metrics port %s",
-        model.name,
-        model.version,
-        topics.predictions,
-        topics.actuals,
-        topics.metrics,
-        config.window_ms,
-        config.horizon_ms,
-        port,
-    )
-    return app, processor
-
-
-def run(settings: Settings, config: AccuracySettings) -> int:
-    """Run one accuracy worker until SIGTERM/SIGINT; faust finishes the batch in hand and commits."""
-    app, processor = build_app(settings, config)
-    return run_worker(app, on_exit=processor.producer.flush)
+    with ExitStack() as stack:
+        store = WindowStore(
+            Redis.from_url(ends.redis_url, socket_timeout=5, socket_connect_timeout=2),
+            namespace(config.group, settings.topic_prefix),
+            size_ms=config.window_ms,
+            lateness_ms=config.lateness_ms,
+            idle_ms=config.idle_ms,
+            extension=JOIN_LUA,
+        )
+        handler = AccuracyHandler(
+            codecs.prediction,
+            codecs.actual,
+            model.classes,
+            model.calibration,
+            namespace=store.ns,
+            size_ms=config.window_ms,
+            horizon_ms=config.horizon_ms,
+            min_count=config.min_count,
+        )
+        service = AccuracyService(
+            handler,
+            store,
+            metrics,
+            inputs={
+                topics.predictions: lambda b: handler.predictions(b.values, b.sources),
+                topics.actuals: lambda b: handler.actuals(b.values, b.sources),
+            },
+            metrics_topic=topics.metrics,
+            window_codec=codecs.metric_window,
+        )
+        stack.callback(service.close)
+        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
+        log.info(
+            "accuracy of %s %s: %s + %s -> %s, %d ms windows in label time, horizon %d ms, metrics port %s",
+            model.name,
+            model.version,
+            topics.predictions,
+            topics.actuals,
+            topics.metrics,
+            config.window_ms,
+            config.horizon_ms,
+            port,
+        )
+        runtime = Runtime(
+            service,
+            bootstrap=ends.bootstrap,
+            group=config.group,
+            stop=stop,
+            metrics=RuntimeMetrics(metrics.registry, "accuracy"),
+            roles=LONG_POLL,
+            batch_max=config.batch_max,
+            poll_timeout_ms=config.batch_timeout_ms,
+            checkpoint_ms=config.checkpoint_ms,
+            tick_ms=config.close_interval_ms,
+        )
+        return runtime.run(stack)

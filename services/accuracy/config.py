@@ -15,7 +15,7 @@ class AccuracySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RIGWATCH_ACCURACY_", frozen=True, extra="ignore")
 
-    #: Consumer group and faust app id; workers with the same group share partitions and join state.
+    #: Consumer group; workers with the same group share partitions and join state.
     group: str = "rigwatch-accuracy"
     #: Model package whose confidence calibration gives the estimated accuracy; unset: RIGWATCH_MODEL_DIR.
     model_dir: Path | None = None
@@ -31,6 +31,8 @@ class AccuracySettings(BaseSettings):
     min_count: int = Field(default=20, ge=1)
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    #: State and offsets are checkpointed to Redis this often (and every 20,000 records).
+    checkpoint_ms: int = Field(default=250, ge=0)
     #: How often a worker looks for windows to close and emit.
     close_interval_ms: int = Field(default=500, ge=50)
     metrics_port: int = 9467

@@ -20,10 +20,13 @@ import numpy as np
 from rigwatch.codec import Codec
 from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
+from rigwatch.windowing import Updates, decode_valid, max_event_per_source, metric_window
 from services.accuracy.join import SEP
 
 __all__ = ["AccuracyHandler", "Pairs"]
+
+# Join arguments per prediction (event id, version, event time, estimate, payload) and per actual.
+_PREDICTION_ARGS, _ACTUAL_ARGS = 5, 3
 
 
 class Pairs:
@@ -95,7 +98,7 @@ class AccuracyHandler:
             lambda r: r["predicted_label"] in self._index and set(r["probabilities"]) == set(self.classes),
         )
         estimates = self.calibration.estimate(np.array([r["confidence"] for r in decoded], dtype=np.float64))
-        args: list[Any] = [len(decoded)]
+        args: list[Any] = []
         for record, estimate in zip(decoded, estimates.tolist(), strict=True):
             proba = ",".join(repr(record["probabilities"][c]) for c in self.classes)
             payload = SEP.join(
@@ -116,7 +119,7 @@ class AccuracyHandler:
                 payload,
             ]
         times = [r["event_time"] for r in decoded]
-        return Updates([], max_event_per_source(used, times), bad, [*self._head, *args, 0])
+        return Updates([], max_event_per_source(used, times), bad, {"predictions": args})
 
     def actuals(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Join arguments for Actual bytes; undecodable records and unknown labels are counted."""
@@ -126,7 +129,18 @@ class AccuracyHandler:
             observed = record["observed_time"]
             args += [record["event_id"], observed, f"{self._index[record['label']]}{SEP}{observed}"]
         times = [r["observed_time"] for r in records]
-        return Updates([], max_event_per_source(used, times), bad, [*self._head, 0, len(records), *args])
+        return Updates([], max_event_per_source(used, times), bad, {"actuals": args})
+
+    def join_args(self, extension: Mapping[str, Sequence[Any]]) -> list[Any]:
+        """The join's arguments (:data:`~services.accuracy.join.JOIN_LUA`) for accumulated batches."""
+        predictions, actuals = extension.get("predictions", ()), extension.get("actuals", ())
+        return [
+            *self._head,
+            len(predictions) // _PREDICTION_ARGS,
+            *predictions,
+            len(actuals) // _ACTUAL_ARGS,
+            *actuals,
+        ]
 
     # ------------------------------------------------------------ closed window -> record
 

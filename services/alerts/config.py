@@ -21,6 +21,8 @@ class AlertsSettings(BaseSettings):
     rules_file: Path | None = None
     batch_max: int = Field(default=500, ge=1)
     batch_timeout_ms: int = Field(default=100, ge=1)
+    #: Alert states and offsets are checkpointed after every batch (0) or this often.
+    checkpoint_ms: int = Field(default=0, ge=0)
     metrics_port: int = 9468
     #: Loopback by default; a container sets 0.0.0.0 so Prometheus can scrape it.
     metrics_host: str = "127.0.0.1"

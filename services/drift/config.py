@@ -15,7 +15,7 @@ class DriftSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RIGWATCH_DRIFT_", frozen=True, extra="ignore")
 
-    #: Consumer group and faust app id; workers with the same group share partitions and windows.
+    #: Consumer group; workers with the same group share partitions and windows.
     group: str = "rigwatch-drift"
     #: Model package folder; unset means the common ``RIGWATCH_MODEL_DIR``.
     model_dir: Path | None = None
@@ -28,6 +28,8 @@ class DriftSettings(BaseSettings):
     min_count: int = Field(default=30, ge=1)
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    #: State and offsets are checkpointed to Redis this often (and every 20,000 records).
+    checkpoint_ms: int = Field(default=250, ge=0)
     #: How often a worker looks for windows to close and emit.
     close_interval_ms: int = Field(default=500, ge=50)
     metrics_port: int = 9465

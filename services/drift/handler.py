@@ -13,22 +13,24 @@ from rigwatch.drift.detectors import ChangeDetectors
 from rigwatch.drift.evaluate import evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
-from rigwatch.windowstore import Update
+from rigwatch.windowing import (
+    Update,
+    Updates,
+    decode_valid,
+    max_event_per_source,
+    metric_window,
+    segment,
+    window_start,
+)
 
-__all__ = ["DriftHandler", "segment", "window_groups"]
-
-
-def segment(rig_id: str) -> str:
-    """Subject of a rig's segment windows (the model version's own windows use the version)."""
-    return f"rig:{rig_id}"
+__all__ = ["DriftHandler", "window_groups"]
 
 
 def window_groups(
     times: np.ndarray, rigs: Sequence[str], size_ms: int, version: str
 ) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
     """``(subject, window start)`` keys, and per row its version group and its rig segment group."""
-    starts = times - times % size_ms
+    starts = window_start(times, size_ms)
     uniq_starts, start_idx = np.unique(starts, return_inverse=True)
     uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
     n_windows = len(uniq_starts)

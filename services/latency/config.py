@@ -15,7 +15,7 @@ class LatencySettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RIGWATCH_LATENCY_", frozen=True, extra="ignore")
 
-    #: Consumer group and faust app id; workers with the same group share partitions and windows.
+    #: Consumer group; workers with the same group share partitions and windows.
     group: str = "rigwatch-latency"
     #: Health windows are in the scorer's time (``scored_time``), closed by the wall clock.
     window_ms: int = Field(default=10_000, ge=100)
@@ -33,6 +33,8 @@ class LatencySettings(BaseSettings):
     lag_mode: Literal["fetch", "watermarks"] = "fetch"
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
+    #: State and offsets are checkpointed to Redis this often (and every 20,000 records).
+    checkpoint_ms: int = Field(default=250, ge=0)
     #: How often a worker looks for windows to close and emit.
     close_interval_ms: int = Field(default=500, ge=50)
     metrics_port: int = 9466

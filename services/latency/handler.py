@@ -20,10 +20,19 @@ from rigwatch.codec import Codec
 from rigwatch.exceptions import SCORING_FAILED
 from rigwatch.lag import LagSample
 from rigwatch.quantiles import LogBuckets
-from rigwatch.streamapp import Updates, decode_valid, max_event_per_source, metric_window
-from rigwatch.windowstore import Update
+from rigwatch.windowing import (
+    Update,
+    Updates,
+    decode_valid,
+    max_event_per_source,
+    metric_window,
+    window_start,
+)
 
-__all__ = ["UNKNOWN_VERSION", "DlqRecord", "HealthHandler"]
+__all__ = ["UNKNOWN_VERSION", "DlqRecord", "LatencyHandler", "Subjects"]
+
+#: Per subject: [the next window start to emit, its last prediction time or None].
+Subjects = dict[str, list[Any]]
 
 #: Subject of DLQ records that do not say which model version rejected them.
 UNKNOWN_VERSION = "unknown"
@@ -42,7 +51,7 @@ def _int_fields(fields: Mapping[bytes, bytes], prefix: bytes) -> dict[str, int]:
     return {k[len(prefix) :].decode(): int(v) for k, v in fields.items() if k.startswith(prefix)}
 
 
-class HealthHandler:
+class LatencyHandler:
     """Turn batches into :class:`~rigwatch.windowstore.Update` and closed windows into MetricWindows.
 
     Parameters
@@ -55,13 +64,20 @@ class HealthHandler:
         Latency buckets; fixed for a deployment (the counts do not record them).
     """
 
-    def __init__(self, predictions: Codec, *, size_ms: int, buckets: LogBuckets | None = None) -> None:
+    def __init__(
+        self,
+        predictions: Codec,
+        *,
+        size_ms: int,
+        forget_after_ms: int = 3_600_000,
+        buckets: LogBuckets | None = None,
+    ) -> None:
         self._predictions = predictions
-        self.size_ms = size_ms
+        self.size_ms, self.forget_after_ms = size_ms, forget_after_ms
         self.buckets = buckets or LogBuckets()
 
     def _start(self, t: int) -> int:
-        return t - t % self.size_ms
+        return window_start(t, self.size_ms)
 
     # ------------------------------------------------------------ batches -> updates
 
@@ -113,7 +129,42 @@ class HealthHandler:
         updates = [Update(subject, start, c["dlq"], dict(c)) for (subject, start), c in groups.items()]
         return Updates(updates, max_event_per_source(sources, [r.timestamp_ms for r in records]))
 
-    # ------------------------------------------------------------ closed window -> record
+    # ------------------------------------------------------------ which windows, then records
+
+    def due(
+        self, known: Subjects, sealed: Sequence[tuple[str, int]], boundary_ms: int
+    ) -> tuple[list[tuple[int, str]], Subjects]:
+        """The windows to emit now, oldest first, and the subjects known after them.
+
+        A stopped scorer must still be seen: every known model version gets a
+        window per period up to *boundary_ms* (the closed boundary), an empty
+        one when it had no data, until it has been silent ``forget_after_ms``
+        (a retired version). Sealed windows are always emitted: a crash may
+        have left one behind after the subject's next start moved on.
+
+        Examples
+        --------
+        >>> h = LatencyHandler(None, size_ms=10, forget_after_ms=100)
+        >>> h.due({"v1": [20, 15]}, [("v2", 30)], 50)
+        ([(20, 'v1'), (30, 'v1'), (30, 'v2'), (40, 'v1'), (40, 'v2')], {'v1': [20, 15], 'v2': [30, None]})
+        >>> h.due({"old": [500, 100]}, [], 1_000)  # silent for 900 ms > 100: retired
+        ([], {})
+        """
+        known = {subject: list(state) for subject, state in known.items()}
+        with_data: dict[str, set[int]] = {}
+        for subject, start in sealed:
+            with_data.setdefault(subject, set()).add(start)
+            known.setdefault(subject, [start, None])
+        due: list[tuple[int, str]] = []
+        for subject, (next_start, last_ms) in list(known.items()):
+            starts = set(with_data.get(subject, ()))
+            silent_since = next_start if last_ms is None else last_ms
+            if not starts and boundary_ms - silent_since > self.forget_after_ms:
+                del known[subject]
+                continue
+            starts.update(range(next_start, boundary_ms, self.size_ms))
+            due += [(start, subject) for start in starts]
+        return sorted(due), known
 
     def window(
         self,

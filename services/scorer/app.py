@@ -1,20 +1,26 @@
-"""Scorer entrypoint: wires Kafka, the model, metrics and shutdown around :class:`Scorer`."""
+"""Scorer entrypoint: wires the model, metrics and the runtime around :class:`Scorer`.
+
+The scorer is stateless: its checkpoint is the runtime's flush and offset
+store after every poll, so a reading is scored, produced and acknowledged
+before its offset can be committed (at-least-once; a replay repeats the same
+prediction).
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import fields
-from typing import Protocol
-
-from confluent_kafka import Message
 
 from rigwatch.config import Settings, Topics
 from rigwatch.exceptions import ConfigError
-from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag
+from rigwatch.kafka import StopFlag
 from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
+from rigwatch.runtime.loop import Roles, Runtime, RuntimeMetrics, Service
+from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from services.scorer.config import ScorerSettings
@@ -22,62 +28,45 @@ from services.scorer.handler import Scorer
 from services.scorer.humility import HumilityRules
 from services.scorer.metrics import ScorerMetrics
 
-__all__ = ["handle_batch", "humility_rules", "run"]
+__all__ = ["ScorerService", "humility_rules", "run"]
 
 log = logging.getLogger("rigwatch.scorer")
 
 
-class _Committer(Protocol):
-    def store(self, batch: Sequence[Message]) -> None: ...
+class ScorerService(Service):
+    """Readings in; predictions, and DLQ records for what cannot be scored, out."""
 
+    def __init__(self, scorer: Scorer, topics: Topics, metrics: ScorerMetrics) -> None:
+        self.scorer, self.out, self.metrics = scorer, topics, metrics
+        self.topics = [topics.sensor_readings]
 
-def handle_batch(
-    batch: Sequence[Message],
-    scorer: Scorer,
-    producer: ReliableProducer,
-    consumer: _Committer,
-    topics: Topics,
-    metrics: ScorerMetrics,
-) -> None:
-    """Score one batch, produce predictions and DLQ records, flush, then store the offsets.
-
-    A failed flush raises before anything is stored: the batch is consumed again
-    after a restart (at-least-once), never lost. The predictions' ``processing_ms``
-    counts from *started*, read as this function gets the batch off the consumer.
-    """
-    started = time.perf_counter()
-    now_ms = int(time.time() * 1000)
-    scored = scorer.score([msg.value() for msg in batch], now_ms=now_ms, started=started)
-    predictions = topics.predictions
-    for key, value in scored.outputs:
-        producer.produce(predictions, value, key=key)
-    for reject in scored.rejects:
-        msg = batch[reject.index]
-        producer.produce(
-            topics.dlq,
-            msg.value() or b"",
-            key=msg.key(),
-            headers=[
+    def on_batch(self, batch: Batch) -> Iterable[Output]:
+        """Score *batch*. ``processing_ms`` of its predictions counts from here."""
+        started = time.perf_counter()
+        now_ms = int(time.time() * 1000)
+        scored = self.scorer.score(batch.values, now_ms=now_ms, started=started)
+        outputs = [Output(self.out.predictions, value, key) for key, value in scored.outputs]
+        for reject in scored.rejects:
+            i = reject.index
+            source_topic, _, partition = batch.sources[i].rpartition("/")
+            headers: list[tuple[str, str | bytes | None]] = [
                 ("error", reject.reason),
                 ("error_detail", reject.detail),
-                ("source_topic", msg.topic() or ""),
-                ("source_partition", str(msg.partition())),
-                ("source_offset", str(msg.offset())),
+                ("source_topic", source_topic),
+                ("source_partition", partition),
+                ("source_offset", str(batch.offsets[i])),
                 # Which deployment rejected it: health windows are per model version.
-                ("model_version", scorer.model.version),
-            ],
+                ("model_version", self.scorer.model.version),
+            ]
             # The batch's scored_time: health windows count a rejected record beside the
             # predictions of the same batch.
-            timestamp_ms=now_ms,
-        )
-        metrics.dlq.labels(reject.reason).inc()
-    # Outputs acknowledged first, offsets stored second: a crash replays, never loses.
-    producer.flush()
-    consumer.store(batch)
-    metrics.events_in.inc(len(batch))
-    metrics.predictions_out.inc(len(scored.outputs))
-    metrics.batch_size.observe(len(batch))
-    metrics.batch_seconds.observe(time.perf_counter() - started)
+            outputs.append(Output(self.out.dlq, batch.values[i] or b"", batch.keys[i], headers, now_ms))
+            self.metrics.dlq.labels(reject.reason).inc()
+        self.metrics.events_in.inc(len(batch))
+        self.metrics.predictions_out.inc(len(scored.outputs))
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return outputs
 
 
 def humility_rules(config: ScorerSettings) -> HumilityRules:
@@ -105,28 +94,35 @@ def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
     scorer = Scorer(model, codecs.sensor_reading, codecs.prediction, role=config.role, rules=rules)
     metrics = ScorerMetrics()
     metrics.model.info({"name": model.name, "version": model.version, "role": config.role})
-    port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host)
-    log.info(
-        "scoring %s -> %s with %s %s (group %s, metrics port %s)",
-        topics.sensor_readings,
-        topics.predictions,
-        model.name,
-        model.version,
-        config.group,
-        port,
-    )
-    log.info("humility rules: %s", rules.describe())
-    if rules.outlying_margin is not None and not scorer.outlying_features:
-        # Said once here, or the rule would look on while it can never fire.
-        log.warning("outlying rule inactive: model %s has no training ranges in its reference", model.version)
-    producer = ReliableProducer(ends.bootstrap, **{"linger.ms": config.linger_ms})
-    consumer = BatchConsumer(ends.bootstrap, config.group, [topics.sensor_readings])
-    try:
-        for batch in consumer.batches(
-            stop, max_messages=config.batch_max, timeout=config.batch_timeout_ms / 1000
-        ):
-            handle_batch(batch, scorer, producer, consumer, topics, metrics)
-    finally:
-        consumer.close()
-    log.info("stopped after committing the last batch")
-    return 0
+    with ExitStack() as stack:
+        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
+        log.info(
+            "scoring %s -> %s with %s %s (group %s, metrics port %s)",
+            topics.sensor_readings,
+            topics.predictions,
+            model.name,
+            model.version,
+            config.group,
+            port,
+        )
+        log.info("humility rules: %s", rules.describe())
+        if rules.outlying_margin is not None and not scorer.outlying_features:
+            # Said once here, or the rule would look on while it can never fire.
+            log.warning(
+                "outlying rule inactive: model %s has no training ranges in its reference", model.version
+            )
+        runtime = Runtime(
+            ScorerService(scorer, topics, metrics),
+            bootstrap=ends.bootstrap,
+            group=config.group,
+            stop=stop,
+            metrics=RuntimeMetrics(metrics.registry, "scorer"),
+            # Latency-critical: a reading waits for no fetch and no linger beyond these.
+            roles=Roles(
+                consumer={"fetch.wait.max.ms": config.fetch_wait_ms}, producer={"linger.ms": config.linger_ms}
+            ),
+            batch_max=config.batch_max,
+            poll_timeout_ms=config.batch_timeout_ms,
+            checkpoint_ms=0,  # flush and store offsets after every poll
+        )
+        return runtime.run(stack)

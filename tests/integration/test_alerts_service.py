@@ -1,7 +1,8 @@
-"""``AlertsService`` on real Redis and broker: replays change nothing, restarts resume, outboxes are sent.
+"""``AlertsService`` on real Redis: checkpoints refuse replays, a restart resumes states and offsets.
 
-Input records are stand-ins for consumed messages (topic, partition, offset,
-value); everything the service writes goes to the real Redis and rig.alerts.
+Batches are built as the runtime builds them; what the service checkpoints goes
+to the real Redis. (The runtime's own order — flush, then checkpoint — is
+tested in tests/unit/test_runtime.py and end to end in tests/e2e.)
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ import uuid
 
 import pytest
 from redis import Redis
-from streams import collect
 
-from rigwatch.kafka import ReliableProducer
+from rigwatch.runtime.checkpoint import HashState, SourceSpan, StaleBatch
+from rigwatch.runtime.records import Batch
 from rigwatch.schemas import Codecs
-from services.alerts.app import AlertsService, AlertStore
+from services.alerts.app import AlertsService, alert_states
 from services.alerts.handler import AlertEngine
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.rules import load_rules
@@ -22,25 +23,7 @@ from services.alerts.rules import load_rules
 pytestmark = pytest.mark.integration
 
 CODECS = Codecs.load()
-
-
-class _Msg:
-    """What the service reads of a consumed record."""
-
-    def __init__(self, offset: int, value: bytes, partition: int = 0) -> None:
-        self._offset, self._value, self._partition = offset, value, partition
-
-    def topic(self) -> str:
-        return "rig.metrics"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
+SOURCE = "rig.metrics/0"
 
 
 def _window(k: int, ratio: float) -> bytes:
@@ -57,73 +40,73 @@ def _window(k: int, ratio: float) -> bytes:
     )
 
 
-def _service(settings, redis: Redis, namespace: str) -> AlertsService:
-    return AlertsService(
+def _batch(first_offset: int, ratios: list[float]) -> Batch:
+    n = len(ratios)
+    return Batch(
+        "rig.metrics",
+        [_window(first_offset + k, r) for k, r in enumerate(ratios)],
+        [SOURCE] * n,
+        list(range(first_offset, first_offset + n)),
+        [None] * n,
+        [0] * n,
+        [[]] * n,
+    )
+
+
+def _span(batch: Batch) -> list[SourceSpan]:
+    return [SourceSpan(SOURCE, batch.offsets[0], batch.offsets[-1])]
+
+
+def _service(redis: Redis, ns: str) -> AlertsService:
+    service = AlertsService(
         AlertEngine(load_rules().rules),
-        AlertStore(redis, namespace),
+        HashState(redis, ns),
         CODECS.metric_window,
         CODECS.alert,
-        ReliableProducer(settings.bootstrap),
-        settings.topics.alerts,
+        "rig.alerts",
         AlertsMetrics(),
+        topics=["rig.metrics"],
     )
+    service.resume_offsets()  # what the runtime calls on assignment
+    return service
 
 
-def _published(settings, n: int) -> list[dict]:
-    seen = collect(
-        settings.bootstrap, [settings.topics.alerts], lambda s: len(s) >= n, timeout=30, settle=1.0
-    )
-    return [CODECS.alert.decode(m.value()) for m in seen]
+def _transitions(service: AlertsService, batch: Batch) -> list[tuple[str, str, str]]:
+    alerts = [CODECS.alert.decode(o.value) for o in service.on_batch(batch)]
+    return [(a["alert_id"], a["state"], a["severity"]) for a in alerts]
 
 
-def test_replayed_windows_change_nothing_and_a_restarted_service_resolves_once(settings) -> None:
-    redis = Redis.from_url(settings.redis_url)
-    namespace = f"test-alerts:{uuid.uuid4().hex}"
-    batch = [_Msg(0, _window(0, 0.5)), _Msg(1, _window(1, 21.0))]
+def test_a_replayed_span_is_refused_and_a_restarted_service_resolves_once(stack) -> None:
+    redis = Redis.from_url(stack.redis_url)
+    ns = f"test-alerts:{uuid.uuid4().hex}"
 
-    first = _service(settings, redis, namespace)
-    fired = first.handle(batch)
-    assert [(a["alert_id"], a["state"], a["severity"]) for a in fired] == [
-        ("feature_drift/v1/tsb_temp", "firing", "critical")
-    ]
-    # Kafka delivers the batch again (no commit before a crash): nothing new.
-    assert first.handle(batch) == []
+    first = _service(redis, ns)
+    fired = _batch(0, [0.5, 21.0])
+    assert _transitions(first, fired) == [("feature_drift/v1/tsb_temp", "firing", "critical")]
+    first.checkpoint(_span(fired), [])
+    # The same span again (a zombie worker, or Kafka re-delivering): nothing is written.
+    with pytest.raises(StaleBatch):
+        first.checkpoint(_span(fired), [])
 
-    # A new process: state and offsets come from Redis.
-    second = _service(settings, redis, namespace)
-    healed = [_Msg(2, _window(2, 0.4)), _Msg(3, _window(3, 0.6)), _Msg(4, _window(4, 0.5))]
-    resolved = second.handle(healed)
+    # A new process resumes after the stored offset, with the stored states.
+    second = _service(redis, ns)
+    assert second.state.resume_offsets() == {SOURCE: 1}
+    assert second.states["feature_drift/v1/tsb_temp"].severity == "critical"
+    healed = _batch(2, [0.4, 0.6, 0.5])
     # clear_for = 2: the second healthy window (window 3) resolves it.
-    assert [(a["state"], a["window_end"]) for a in resolved] == [("resolved", 30_000 * 4)]
-    assert second.handle(healed) == []
-
-    records = _published(settings, 2)
-    assert [(a["state"], a["severity"]) for a in records] == [("firing", "critical"), ("resolved", "ok")]
-    assert AlertStore(redis, namespace).states()["feature_drift/v1/tsb_temp"].severity == "ok"
+    assert _transitions(second, healed) == [("feature_drift/v1/tsb_temp", "resolved", "ok")]
+    second.checkpoint(_span(healed), [])
+    assert alert_states(HashState(redis, ns))["feature_drift/v1/tsb_temp"].severity == "ok"
     redis.close()
 
 
-def test_alerts_left_in_the_outbox_by_a_crash_are_sent_before_new_work(settings) -> None:
-    redis = Redis.from_url(settings.redis_url)
-    namespace = f"test-alerts:{uuid.uuid4().hex}"
-    store = AlertStore(redis, namespace)
-    service = _service(settings, redis, namespace)
-    # As if a worker committed state and outbox, then died before producing.
-    alert = {
-        "alert_id": "stale/v1",
-        "rule": "stale",
-        "severity": "warning",
-        "state": "firing",
-        "metric": "staleness_s",
-        "value": 45.0,
-        "threshold": 30.0,
-        "window_end": 1_000,
-        "first_seen": 1_000,
-        "message": "no prediction for 45 s",
-    }
-    store.commit({}, {"rig.metrics/3": 9}, {"rig.metrics/3": [CODECS.alert.encode(alert)]})
-
-    assert service.handle([_Msg(10, _window(0, 0.5), partition=3)]) == []
-    assert _published(settings, 1) == [alert]
-    assert redis.llen(store.outbox("rig.metrics/3")) == 0
+def test_work_not_checkpointed_is_discarded_and_read_again_the_same(stack) -> None:
+    redis = Redis.from_url(stack.redis_url)
+    ns = f"test-alerts:{uuid.uuid4().hex}"
+    service = _service(redis, ns)
+    batch = _batch(0, [0.5, 21.0])
+    once = _transitions(service, batch)
+    # Redis lost the write, or the worker stopped first: the span is read again from the state.
+    service.discard()
+    assert _transitions(service, batch) == once
     redis.close()

@@ -118,8 +118,8 @@ class _Sample:
             )
             for i in range(n)
         ]
-        p = _prediction_entries(handler.predictions(predictions, ["p/0"] * n).extension_args)
-        a = _actual_entries(handler.actuals(actuals, ["a/0"] * n).extension_args)
+        p = _prediction_entries(handler.join_args(handler.predictions(predictions, ["p/0"] * n).extension))
+        a = _actual_entries(handler.join_args(handler.actuals(actuals, ["a/0"] * n).extension))
         assert [e[0] for e in p] == [e[0] for e in a] == [f"e{i}" for i in range(n)]
         # The join's pair(): the prediction payload, the separator, the actual payload.
         self.items = [f"{pe[4]}{SEP}{ae[2]}".encode() for pe, ae in zip(p, a, strict=True)]
@@ -292,7 +292,7 @@ def test_predictions_become_join_arguments_and_bad_records_are_counted(
     assert out.undecodable == 5
     assert out.updates == []  # the join counts predictions, in the Lua script
     assert out.max_event_ms == {"p/0": T0 + 2_000, "p/2": T0 + 1_500}
-    assert out.extension_args == [
+    assert handler.join_args(out.extension) == [
         f"{NS}:",
         SIZE,
         HORIZON,
@@ -324,7 +324,7 @@ def test_estimate_in_join_arguments_follows_the_calibration(codecs: Codecs) -> N
         min_count=MIN_COUNT,
     )
     out = handler.predictions([codecs.prediction.encode(_prediction(confidence=0.7))], ["p/0"])
-    [entry] = _prediction_entries(out.extension_args)
+    [entry] = _prediction_entries(handler.join_args(out.extension))
     assert float(entry[3]) == pytest.approx(0.75, rel=1e-12)
     assert entry[4].split(SEP)[4] == entry[3]
 
@@ -342,7 +342,7 @@ def test_actuals_become_join_arguments_and_unknown_labels_are_counted(
     assert out.undecodable == 2
     assert out.updates == []
     assert out.max_event_ms == {"a/0": T0 + 9_000, "a/1": T0 + 7_000}
-    assert out.extension_args == [
+    assert handler.join_args(out.extension) == [
         f"{NS}:",
         SIZE,
         HORIZON,
@@ -359,6 +359,14 @@ def test_actuals_become_join_arguments_and_unknown_labels_are_counted(
 
 def test_a_batch_with_nothing_usable_gives_empty_join_arguments(handler: AccuracyHandler) -> None:
     out = handler.predictions([None], ["p/0"])
-    assert (out.undecodable, out.max_event_ms, out.extension_args) == (1, {}, [f"{NS}:", SIZE, HORIZON, 0, 0])
+    assert (out.undecodable, out.max_event_ms, handler.join_args(out.extension)) == (
+        1,
+        {},
+        [f"{NS}:", SIZE, HORIZON, 0, 0],
+    )
     out = handler.actuals([b""], ["a/0"])
-    assert (out.undecodable, out.max_event_ms, out.extension_args) == (1, {}, [f"{NS}:", SIZE, HORIZON, 0, 0])
+    assert (out.undecodable, out.max_event_ms, handler.join_args(out.extension)) == (
+        1,
+        {},
+        [f"{NS}:", SIZE, HORIZON, 0, 0],
+    )

@@ -703,3 +703,40 @@ def test_grafana_provisions_the_prometheus_datasource_and_the_dashboards() -> No
     if home:
         assert Path(home).parent == Path(provider["options"]["path"])
         assert (GRAFANA_DIR / "dashboards" / Path(home).name).exists()
+
+
+def _named_volumes(service: Mapping[str, Any]) -> dict[str, str]:
+    """Named volumes a service mounts: target -> volume (bind mounts left out)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = str(volume).split(":")
+        if not source.startswith((".", "/", "~")):
+            mounts[target] = source
+    return mounts
+
+
+def test_every_named_volume_is_declared() -> None:
+    declared = set(_compose().get("volumes") or {})
+    for name, service in _services().items():
+        undeclared = set(_named_volumes(service).values()) - declared
+        assert not undeclared, f"{name}: volumes {sorted(undeclared)} are not declared at the top level"
+
+
+def test_redis_keeps_its_state_in_an_append_only_file_on_a_named_volume() -> None:
+    redis = _services()["redis"]
+    command = [str(arg) for arg in redis["command"]]
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--appendonly"] == "yes"
+    assert options.get("--appendfsync", "everysec") in {"everysec", "always"}
+    # The official image's working folder, where the append-only file is written.
+    assert options.get("--dir", "/data") == "/data"
+    assert "/data" in _named_volumes(redis), "the append-only file would die with the container"
+    assert redis.get("restart") in {"always", "unless-stopped", "on-failure"}
+
+
+def test_kafka_keeps_its_log_on_a_named_volume_like_redis_keeps_the_offsets_into_it() -> None:
+    kafka = _services()["kafka"]
+    log_dirs = _env(kafka)["KAFKA_LOG_DIRS"].split(",")
+    mounted = _named_volumes(kafka)
+    assert all(folder in mounted for folder in log_dirs), f"{log_dirs} not all on named volumes {mounted}"

@@ -12,8 +12,8 @@ import pytest
 from rigwatch.codec import Codec
 from rigwatch.lag import LagSample
 from rigwatch.schemas import Codecs, schema_dir
-from rigwatch.windowstore import Update
-from services.latency.handler import UNKNOWN_VERSION, DlqRecord, HealthHandler
+from rigwatch.windowing import Update
+from services.latency.handler import UNKNOWN_VERSION, DlqRecord, LatencyHandler
 
 SIZE = 60_000
 T0 = 1_718_000_040_000 - 1_718_000_040_000 % SIZE  # a window start
@@ -26,8 +26,8 @@ def codecs() -> Codecs:
 
 
 @pytest.fixture
-def handler(codecs: Codecs) -> HealthHandler:
-    return HealthHandler(codecs.prediction, size_ms=SIZE)
+def handler(codecs: Codecs) -> LatencyHandler:
+    return LatencyHandler(codecs.prediction, size_ms=SIZE)
 
 
 def _prediction(**fields: Any) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def _metrics(record: dict[str, object]) -> dict[str, float]:
 
 
 def test_latency_percentiles_of_summed_batches_match_numpy_within_one_percent(
-    codecs: Codecs, handler: HealthHandler
+    codecs: Codecs, handler: LatencyHandler
 ) -> None:
     rng = np.random.default_rng(20240611)
     n = 5_000
@@ -123,7 +123,7 @@ def test_latency_percentiles_of_summed_batches_match_numpy_within_one_percent(
     max_event: dict[str, int] = {}
     for lo, hi in ((0, 1_234), (1_234, 2_000), (2_000, 4_321), (4_321, n)):
         out = handler.predictions(values[lo:hi], sources[lo:hi])
-        assert out.undecodable == 0 and out.extension_args == []
+        assert out.undecodable == 0 and out.extension == {}
         assert sum(u.records for u in out.updates) == hi - lo
         hashes.add(out.updates)
         for source, t in out.max_event_ms.items():
@@ -175,7 +175,9 @@ def test_latency_percentiles_of_summed_batches_match_numpy_within_one_percent(
         assert json.loads(str(record["detail"])) == {"dlq_reasons": {}}
 
 
-def test_skew_is_an_event_time_after_the_prediction_was_ready(codecs: Codecs, handler: HealthHandler) -> None:
+def test_skew_is_an_event_time_after_the_prediction_was_ready(
+    codecs: Codecs, handler: LatencyHandler
+) -> None:
     values = [
         codecs.prediction.encode(
             _prediction(event_time=T0 + 1_000, scored_time=T0 + 1_010, processing_ms=5.0)
@@ -195,7 +197,7 @@ def test_skew_is_an_event_time_after_the_prediction_was_ready(codecs: Codecs, ha
 
 
 def test_v1_predictions_without_processing_ms_count_with_no_processing_time(
-    codecs: Codecs, handler: HealthHandler
+    codecs: Codecs, handler: LatencyHandler
 ) -> None:
     v1 = _v1_codec()
     old = [
@@ -238,7 +240,7 @@ def test_v1_predictions_without_processing_ms_count_with_no_processing_time(
     assert m["processing_ms.p50"] == m["processing_ms.p99"] == pytest.approx(4.0, rel=0.01)
 
 
-def test_v1_latency_is_scored_minus_event_time(handler: HealthHandler) -> None:
+def test_v1_latency_is_scored_minus_event_time(handler: LatencyHandler) -> None:
     v1 = _v1_codec()
     waits = [10, 20, 30, 40, 50]
     old = [
@@ -259,7 +261,7 @@ def test_v1_latency_is_scored_minus_event_time(handler: HealthHandler) -> None:
     np.testing.assert_allclose([m[f"latency_ms.p{q}"] for q in QS], np.percentile(waits, QS), rtol=0.01)
 
 
-def test_dlq_records_count_data_and_system_errors_by_reason(codecs: Codecs, handler: HealthHandler) -> None:
+def test_dlq_records_count_data_and_system_errors_by_reason(codecs: Codecs, handler: LatencyHandler) -> None:
     dlq = [
         DlqRecord(T0 + 10, {"error": "bad_body", "model_version": "v1"}),
         DlqRecord(T0 + 20, {"error": "bad_body", "model_version": "v1"}),
@@ -299,7 +301,9 @@ def test_dlq_records_count_data_and_system_errors_by_reason(codecs: Codecs, hand
     assert (m["predictions"], m["system_errors"], m["system_error_rate"]) == (0.0, 1.0, 1.0)
 
 
-def test_empty_window_reports_no_data_and_staleness_since_the_last_prediction(handler: HealthHandler) -> None:
+def test_empty_window_reports_no_data_and_staleness_since_the_last_prediction(
+    handler: LatencyHandler,
+) -> None:
     last_ms = T0 - 45_000.0
     lag = LagSample("scorer", "rig.sensor-readings", {0: 10, 1: 0}, {0: 70, 1: 20}, {0: 60, 1: 20})
     record, last = handler.window("v1", T0, {}, 0, last_ms, lag)
@@ -326,7 +330,7 @@ def test_empty_window_reports_no_data_and_staleness_since_the_last_prediction(ha
     assert "scorer_lag" not in m
 
 
-def test_undecodable_prediction_bytes_are_counted_not_used(codecs: Codecs, handler: HealthHandler) -> None:
+def test_undecodable_prediction_bytes_are_counted_not_used(codecs: Codecs, handler: LatencyHandler) -> None:
     good = codecs.prediction.encode(_prediction(scored_time=T0 + 500))
     values = [b"not avro", None, good[:-3], good + b"\x00", good]
     sources = ["p/0", "p/1", "p/2", "p/3", "p/4"]

@@ -10,13 +10,13 @@ import pytest
 from rigwatch.config import Topics
 from rigwatch.data import FEATURES
 from rigwatch.exceptions import ConfigError, ModelError
+from rigwatch.runtime.records import Batch
 from rigwatch.schemas import Codecs
-from services.scorer.app import handle_batch, humility_rules
+from services.scorer.app import ScorerService, humility_rules
 from services.scorer.config import ScorerSettings
 from services.scorer.handler import Scorer
 from services.scorer.humility import HumilityRules, judge, training_range
 from services.scorer.metrics import ScorerMetrics
-from tests.unit.test_scorer_app import FakeMessage, Recorder
 from tests.unit.test_scorer_handler import FixedModel, _reading
 
 #: Every feature trained on [0, 20] except tsb_temp on [35.3, 58.0]; _reading() sends 10.0.
@@ -196,17 +196,22 @@ def test_humility_reject_reaches_the_dlq_with_reason_and_detail_headers(codecs) 
         rules=HumilityRules(outlying_action="reject"),
     )
     encode = codecs.sensor_reading.encode
-    batch = [
-        FakeMessage(encode(_reading("a", tsb_temp=IN_RANGE)), 1),
-        FakeMessage(encode(_reading("b", tsb_temp=99.0)), 2),
-    ]
-    io, metrics = Recorder(), ScorerMetrics()
-    handle_batch(batch, scorer, io, io, Topics("rig."), metrics)
-    produced = [(c[1], c[2]) for c in io.calls if c[0] == "produce"]
-    assert [topic for topic, _ in produced] == ["rig.predictions", "rig.sensor-readings.dlq"]
-    headers = produced[1][1]
+    topic = "rig.sensor-readings"
+    batch = Batch(
+        topic,
+        [encode(_reading("a", tsb_temp=IN_RANGE)), encode(_reading("b", tsb_temp=99.0))],
+        [f"{topic}/0"] * 2,
+        [1, 2],
+        [b"rig-000"] * 2,
+        [0, 0],
+        [[], []],
+    )
+    metrics = ScorerMetrics()
+    produced = list(ScorerService(scorer, Topics("rig."), metrics).on_batch(batch))
+    assert [out.topic for out in produced] == ["rig.predictions", "rig.sensor-readings.dlq"]
+    headers = dict(produced[1].headers)
     assert headers["error"] == "humility:outlying" and headers["source_offset"] == "2"
-    assert "tsb_temp=99" in headers["error_detail"]
+    assert "tsb_temp=99" in str(headers["error_detail"])
     assert (
         metrics.registry.get_sample_value("rigwatch_scorer_dlq_total", {"reason": "humility:outlying"}) == 1
     )
