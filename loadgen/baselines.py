@@ -16,17 +16,23 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
+from contextlib import ExitStack
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
+from prometheus_client import CollectorRegistry
 
-from rigwatch.config import Settings
+from rigwatch.config import Settings, Topics
 from rigwatch.exceptions import DecodeError
 from rigwatch.fastcodec import BatchDecoder, compile_encoder
-from rigwatch.kafka import BatchConsumer, ReliableProducer, StopFlag, client_config
+from rigwatch.kafka import StopFlag, client_config
 from rigwatch.model import ModelPackage
+from rigwatch.runtime.loop import Runtime, RuntimeMetrics, Service
+from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
+from services.scorer.app import scorer_roles
 from services.scorer.config import ScorerSettings
 
 __all__ = ["naive", "passthrough"]
@@ -77,25 +83,36 @@ def naive(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
         consumer.close()
 
 
+class _Passthrough(Service):
+    """Decode each reading and re-encode it as the output: the scorer's I/O path without the model."""
+
+    def __init__(self, topics: Topics) -> None:
+        codec = Codecs.load().sensor_reading
+        self.decoder, self.encode = BatchDecoder(codec), compile_encoder(codec)
+        self.topics, self.out = [topics.sensor_readings], topics.predictions
+
+    def on_batch(self, batch: Batch) -> Iterable[Output]:
+        columns = self.decoder.decode(batch.values)
+        rig_ids = columns.strings["rig_id"]
+        return [
+            Output(self.out, self.encode(columns.record(row)), rig_ids[row]) for row in range(len(columns))
+        ]
+
+
 def passthrough(settings: Settings, scorer: ScorerSettings, stop: StopFlag) -> None:
-    """The scorer's batch loop and fast codec without the model: decode and re-encode."""
-    bootstrap = endpoints(settings).bootstrap
-    topics, codec = settings.topics, Codecs.load().sensor_reading
-    decoder, encode = BatchDecoder(codec), compile_encoder(codec)
-    producer = ReliableProducer(bootstrap, {"linger.ms": scorer.linger_ms})
-    consumer = BatchConsumer(bootstrap, scorer.group, [topics.sensor_readings])
-    try:
-        for batch in consumer.batches(
-            stop, max_messages=scorer.batch_max, timeout=scorer.batch_timeout_ms / 1000
-        ):
-            columns = decoder.decode([msg.value() for msg in batch])
-            rig_ids = columns.strings["rig_id"]
-            for row in range(len(columns)):
-                producer.produce(topics.predictions, encode(columns.record(row)), key=rig_ids[row])
-            producer.flush()
-            consumer.store(batch)
-    finally:
-        consumer.close()
+    """The scorer's runtime and fast codec without the model: decode and re-encode."""
+    with ExitStack() as stack:
+        Runtime(
+            _Passthrough(settings.topics),
+            bootstrap=endpoints(settings).bootstrap,
+            group=scorer.group,
+            stop=stop,
+            metrics=RuntimeMetrics(CollectorRegistry(), "passthrough"),
+            roles=scorer_roles(scorer),
+            batch_max=scorer.batch_max,
+            poll_timeout_ms=scorer.batch_timeout_ms,
+            checkpoint_ms=0,
+        ).run(stack)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The one Kafka producer wrapper, consumer loop and topic admin every service uses.
+"""Kafka client settings, the one producer wrapper, topic admin and readers every part of rigwatch uses.
 
-At-least-once: a consumer stores an offset only after everything produced for
-that batch is acknowledged (``enable.auto.offset.store=false``); the background
-auto-commit then commits stored offsets, and ``close()`` commits the last ones.
+Every client is configured through :func:`client_config`, so ``RIGWATCH_KAFKA_*``
+settings (security) reach all of them. The services' consumer loop is the
+runtime's (:mod:`rigwatch.runtime.loop`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from rigwatch.exceptions import ConfigError, DeliveryError, StackError
 
 __all__ = [
     "ENV_PREFIX",
-    "BatchConsumer",
     "ReliableProducer",
     "StopFlag",
     "TopicReader",
@@ -234,85 +233,6 @@ class ReliableProducer:
     def close(self, timeout: float = 10.0) -> None:
         """Deliver what is still queued (the last step of a shutdown)."""
         self.flush(timeout)
-
-
-class BatchConsumer:
-    """A consumer-group member that yields batches and stores offsets only when told.
-
-    Examples
-    --------
-    The loop of every service::
-
-        consumer = BatchConsumer(bootstrap, group, [topic])
-        try:
-            for batch in consumer.batches(stop, max_messages=1000, timeout=0.05):
-                ...  # produce outputs
-                producer.flush()
-                consumer.store(batch)
-        finally:
-            consumer.close()
-    """
-
-    def __init__(self, bootstrap: str, group: str, topics: Iterable[str], **config: Any) -> None:
-        defaults: dict[str, Any] = {
-            "auto.offset.reset": "earliest",
-            "auto.commit.interval.ms": 1000,
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-            "partition.assignment.strategy": "cooperative-sticky",
-            "fetch.wait.max.ms": FETCH_WAIT_MS,
-        }
-        conf = client_config(bootstrap, defaults | config)
-        conf |= {"group.id": group, "enable.auto.offset.store": False, "enable.auto.commit": True}
-        self._consumer = Consumer(conf)
-        self._consumer.subscribe(list(topics))
-
-    def batches(
-        self, stop: StopFlag, *, max_messages: int = 1000, timeout: float = 0.1
-    ) -> Iterator[list[Message]]:
-        """Yield non-empty batches of up to *max_messages* until *stop*; wait at most *timeout* for one.
-
-        Adaptive: the batch is whatever has arrived when the first record does, so
-        a quiet topic yields single records at once and a busy one full batches —
-        low load never waits for a batch to fill.
-        """
-        while not stop:
-            first = self._consumer.poll(timeout)
-            if first is None:
-                continue
-            messages = [first, *self._consumer.consume(max_messages - 1, 0)]
-            batch = []
-            for msg in messages:
-                err = msg.error()
-                if err is None:
-                    batch.append(msg)
-                elif err.fatal():
-                    # Broker and transport errors are retried by librdkafka; fatal ones are not.
-                    raise KafkaException(err)
-            if batch:
-                yield batch
-
-    def store(self, batch: Sequence[Message]) -> None:
-        """Mark *batch* as processed; the next commit includes it."""
-        latest: dict[tuple[str, int], Message] = {}
-        for msg in batch:
-            latest[(msg.topic(), msg.partition())] = msg  # type: ignore[index]
-        for msg in latest.values():
-            self._consumer.store_offsets(message=msg)
-
-    def commit(self) -> None:
-        """Commit stored offsets now (synchronously); nothing stored is a no-op."""
-        try:
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                raise
-
-    def close(self) -> None:
-        """Commit what is stored and leave the group."""
-        try:
-            self.commit()
-        finally:
-            self._consumer.close()
 
 
 def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:

@@ -239,9 +239,8 @@ class Runtime:
                 # Not before an assignment: this worker would close windows on stale
                 # watermarks while the records it is about to be given wait unread.
                 if self.tick_s and self._assigned and now - last_tick >= self.tick_s:
-                    self.checkpoint()
+                    self.redis.call(self._tick)
                     last_checkpoint = last_tick = now
-                    self.redis.call(self.service.on_tick, int(time.time() * 1000), self._publish)
             self.checkpoint()  # the batch in hand
         except StoppedWhileWaiting:
             log.warning("stopped while Redis was unreachable: work since the last checkpoint is read again")
@@ -275,6 +274,12 @@ class Runtime:
                     log.warning("consumer error (%s so far): %s", int(counter._value.get()), err.str())  # type: ignore[attr-defined]
         return batch
 
+    def _tick(self) -> None:
+        # Checkpoint first, so windows close on every record handled so far; retried as
+        # one unit, so a tick cut short by a Redis outage checkpoints again before closing.
+        self.checkpoint()
+        self.service.on_tick(int(time.time() * 1000), self._publish)
+
     def _publish(self, outputs: Iterable[Output]) -> None:
         assert self._producer is not None
         for out in outputs:
@@ -292,9 +297,9 @@ class Runtime:
             SourceSpan(source_name(topic, partition), first, last)
             for (topic, partition), (first, last) in self._spans.items()
         ]
-        assigned = sorted(self._newly_assigned)
         try:
-            self.redis.call(self.service.checkpoint, spans, assigned)
+            # The assigned sources are read at each attempt: an outage adds every one (_resume).
+            self.redis.call(lambda: self.service.checkpoint(spans, sorted(self._newly_assigned)))
         except StaleBatch as exc:
             log.warning("%s; reading again from the checkpointed offsets", exc)
             self.metrics.rewinds.inc()
@@ -363,6 +368,9 @@ class Runtime:
     def _resume(self) -> None:
         if self._consumer is not None and self._assigned:
             self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
+        # Every source was silent through the outage: counted as idle, the first one read
+        # again would let windows close ahead of the others. Count them all active from now.
+        self._newly_assigned.update(source_name(t, p) for t, p in self._assigned)
 
 
 def _by_topic(messages: Sequence[Message]) -> list[Batch]:

@@ -28,7 +28,7 @@ from services.scorer.handler import Scorer
 from services.scorer.humility import HumilityRules
 from services.scorer.metrics import ScorerMetrics
 
-__all__ = ["ScorerService", "humility_rules", "run"]
+__all__ = ["ScorerService", "humility_rules", "run", "scorer_roles"]
 
 log = logging.getLogger("rigwatch.scorer")
 
@@ -67,6 +67,13 @@ class ScorerService(Service):
         self.metrics.batch_size.observe(len(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return outputs
+
+
+def scorer_roles(config: ScorerSettings) -> Roles:
+    """Latency-critical: a reading waits for no fetch and no linger beyond these."""
+    return Roles(
+        consumer={"fetch.wait.max.ms": config.fetch_wait_ms}, producer={"linger.ms": config.linger_ms}
+    )
 
 
 def humility_rules(config: ScorerSettings) -> HumilityRules:

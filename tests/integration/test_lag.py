@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
+import time
 import uuid
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from rigwatch.exceptions import ConfigError
-from rigwatch.kafka import BatchConsumer, StopFlag
 from rigwatch.lag import GroupLag
 
 pytestmark = pytest.mark.integration
@@ -28,26 +27,25 @@ def produce(bootstrap: str, topic: str, counts: dict[int, int]) -> None:
 
 def consume_and_commit(bootstrap: str, group: str, topic: str) -> None:
     """A real group member reads everything produced, then commits COMMITTED per partition."""
-    consumer = BatchConsumer(bootstrap, group, [topic])
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+        }
+    )
+    consumer.subscribe([topic])
     try:
-        kept = {}
         seen = 0
-        stop = StopFlag()
-        deadline = threading.Timer(30, stop.set)  # batches() yields nothing while the topic is quiet
-        deadline.start()
-        try:
-            for batch in consumer.batches(stop, timeout=0.1):
-                for msg in batch:
-                    seen += 1
-                    if msg.offset() == COMMITTED.get(msg.partition(), -1) - 1:
-                        kept[msg.partition()] = msg
-                if seen == sum(PRODUCED.values()):
-                    stop.set()
-        finally:
-            deadline.cancel()
+        deadline = time.monotonic() + 30
+        while seen < sum(PRODUCED.values()) and time.monotonic() < deadline:
+            seen += sum(1 for msg in consumer.consume(500, 0.1) if msg.error() is None)
         assert seen == sum(PRODUCED.values())
-        consumer.store(list(kept.values()))
-        consumer.commit()
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, offset) for p, offset in COMMITTED.items()], asynchronous=False
+        )
     finally:
         consumer.close()
 

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import rigwatch.kafka
 import rigwatch.lag
@@ -27,7 +28,6 @@ from rigwatch.data import simulate
 from rigwatch.exceptions import ConfigError
 from rigwatch.kafka import (
     ENV_PREFIX,
-    BatchConsumer,
     ReliableProducer,
     StopFlag,
     TopicReader,
@@ -39,6 +39,7 @@ from rigwatch.kafka import (
     wait_for_broker,
 )
 from rigwatch.lag import GroupLag
+from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics, Service
 
 BOOTSTRAP = "broker-1.example:9093"
 #: A SASL_SSL cluster as an operator would configure it.
@@ -258,14 +259,22 @@ def test_reliable_producer_gets_the_security_properties_and_keeps_idempotence(
     assert conf["enable.idempotence"] is True and conf["linger.ms"] == 1
 
 
-def test_batch_consumer_gets_the_security_properties_and_keeps_manual_offset_store(
-    security_env: dict[str, str], clients: list[tuple[str, dict[str, Any]]]
+def test_the_runtime_consumer_gets_the_security_properties_and_keeps_manual_offset_store(
+    security_env: dict[str, str],
 ) -> None:
-    BatchConsumer(BOOTSTRAP, "rigwatch-scorer", ["rig.sensor-readings"])
-    ((kind, conf),) = clients
-    assert kind == "consumer" and _has_security(conf)
+    runtime = Runtime(
+        Service(),
+        bootstrap=BOOTSTRAP,
+        group="rigwatch-scorer",
+        stop=StopFlag(),
+        metrics=RuntimeMetrics(CollectorRegistry(), "scorer"),
+        roles=LONG_POLL,
+    )
+    conf = runtime.consumer_config()
+    assert _has_security(conf)
     assert conf["group.id"] == "rigwatch-scorer"
     assert conf["enable.auto.offset.store"] is False and conf["enable.auto.commit"] is True
+    assert conf["fetch.wait.max.ms"] == LONG_POLL.consumer["fetch.wait.max.ms"]
 
 
 def test_groupless_consumer_and_topic_reader_get_the_security_properties(
