@@ -19,10 +19,10 @@ from rigwatch.stack import endpoints
 
 __all__ = ["PumpOptions", "PumpReport", "run_pump"]
 
-#: The pump's producer linger. The local broker is saturated by request count: at 1,000
-#: readings/s a 1 ms linger took a whole core of it (README, broker CPU table); 5 ms sends
-#: a fifth of the requests and adds at most 5 ms to a reading's event -> prediction time.
-PUMP_LINGER_MS = 5
+#: The pump's producer linger. The local broker is saturated by request count: alone at
+#: 1,000 readings/s, the pump took 32 % of its core with a 1 ms linger, 19 % with 5 ms and
+#: 7 % with 20 ms (README); 10 ms adds at most 10 ms to a reading's event -> prediction time.
+PUMP_LINGER_MS = 10
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class PumpOptions:
     wrong_labels: WrongLabels | None = None
     #: Scenario effects (loadgen.scenarios), beside the shifts and wrong labels above.
     effects: tuple[Effect, ...] = ()
+    #: Producer linger (the request pattern on the broker: see :data:`PUMP_LINGER_MS`).
+    linger_ms: int = PUMP_LINGER_MS
 
 
 @dataclass
@@ -117,7 +119,7 @@ def run_pump(
     )
     # A short linger: a reading's event time is stamped when it is queued, so time spent
     # waiting to fill a producer batch counts as pipeline latency.
-    producer = ReliableProducer(endpoints(settings).bootstrap, {"linger.ms": PUMP_LINGER_MS})
+    producer = ReliableProducer(endpoints(settings).bootstrap, {"linger.ms": options.linger_ms})
     pending: collections.deque[tuple[float, str, dict[str, Any]]] = collections.deque()
     progress = _Progress(out)
     started = time.monotonic()

@@ -613,6 +613,54 @@ def bench_scorer(
         raise _fail(exc) from exc
 
 
+@bench_app.command("pipeline")
+def bench_pipeline(
+    data: DataOption = None,
+    rates: Annotated[str, typer.Option(help="Comma-separated offered loads, readings/s.")] = "300,1000,2000",
+    patterns: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated request patterns: tuned (shipped), legacy (10 ms polls, 1 ms linger)."
+        ),
+    ] = "tuned,legacy",
+    seconds: Annotated[
+        float, typer.Option(min=5, help="Seconds measured per run, after the warm-up.")
+    ] = 30.0,
+    services: Annotated[
+        str, typer.Option(help="Comma-separated services to run (default all; the scorer alone: 'scorer').")
+    ] = "scorer,drift,latency,accuracy,alerts",
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """What the embedded broker sustains: every service running, the pump at each rate.
+
+    Per rate and request pattern: event → prediction latency at a consumer of rig.predictions
+    (p50/p95/p99/max), and the CPU of the broker, Redis and every service.
+    """
+    from loadgen.bench_pipeline import PATTERNS, SERVICES, PipelineBenchOptions, run_pipeline_bench
+
+    running = tuple(s.strip() for s in services.split(","))
+    if "scorer" not in running or not set(running) <= set(SERVICES):
+        raise typer.BadParameter(
+            f"--services must include scorer and be some of {list(SERVICES)}, got {services!r}"
+        )
+    chosen = tuple(p.strip() for p in patterns.split(","))
+    unknown = [p for p in chosen if p not in PATTERNS]
+    if unknown:
+        raise typer.BadParameter(f"unknown pattern(s) {unknown}; expected some of {list(PATTERNS)}")
+    try:
+        offered = tuple(int(r) for r in rates.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--rates must be integers separated by commas, got {rates!r}") from exc
+    try:
+        dataset, model_dir = _bench_model(data, out)
+        options = PipelineBenchOptions(rates=offered, patterns=chosen, seconds=seconds, services=running)
+        with _bench_stack(model_dir) as bound:
+            _, path = run_pipeline_bench(bound, dataset, options, out, say=_say)
+        _say(f"results: {path} and {path.with_suffix('.md')}")
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
 @bench_app.command("drift")
 def bench_drift(
     data: DataOption = None,

@@ -27,6 +27,7 @@ from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag, TopicReader
 from rigwatch.schemas import Codecs
 from rigwatch.stack import running_stack
+from rigwatch.windowing import is_segment
 
 __all__ = ["run_demo"]
 
@@ -220,7 +221,7 @@ def _watch(
                     view.dead += 1
                 elif topic == topics.metrics:
                     w = codecs.metric_window.decode(value)
-                    if not w["subject"].startswith("rig:"):
+                    if not is_segment(w["subject"]):
                         view.windows[w["kind"]] = w
                 elif topic == topics.alerts:
                     alert = codecs.alert.decode(value)

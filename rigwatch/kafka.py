@@ -47,9 +47,11 @@ __all__ = [
 
 # The local broker's first group join waits half the session timeout (DESIGN.md).
 SESSION_TIMEOUT_MS = 6000
-# The broker may hold a fetch this long waiting for data: it bounds the latency a
-# quiet topic adds (librdkafka's default, 500 ms, would dominate event -> prediction).
-FETCH_WAIT_MS = 10
+#: How long a reader's fetch may wait for data (librdkafka's default is 500 ms). The local
+#: broker holds every fetch this long, data or not, and a reader fetches in the background
+#: while assigned: at 10 ms one reader cost a fifth of the broker's core (README), at 100 ms
+#: a twentieth. A reader that measures latency passes its own.
+READER_FETCH_WAIT_MS = 100
 #: A producer serves its delivery callbacks after this many records.
 POLL_EVERY = 100
 #: How long a full producer queue is waited for, and once stopping.
@@ -300,7 +302,13 @@ def fetched_high(consumer: Consumer, topic: str, partition: int) -> int:
     return max(consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)[1], 0)
 
 
-def groupless_consumer(bootstrap: str, purpose: str, *, partition_eof: bool = False) -> Consumer:
+def groupless_consumer(
+    bootstrap: str,
+    purpose: str,
+    *,
+    partition_eof: bool = False,
+    fetch_wait_ms: int = READER_FETCH_WAIT_MS,
+) -> Consumer:
     """A consumer for partitions it assigns itself: it never joins a group nor commits.
 
     librdkafka still wants a ``group.id``: a throwaway one named after *purpose*.
@@ -310,7 +318,7 @@ def groupless_consumer(bootstrap: str, purpose: str, *, partition_eof: bool = Fa
     defaults = {
         "allow.auto.create.topics": False,
         "auto.offset.reset": "earliest",
-        "fetch.wait.max.ms": FETCH_WAIT_MS,
+        "fetch.wait.max.ms": fetch_wait_ms,
     }
     conf = client_config(bootstrap, defaults)
     conf |= {
@@ -336,8 +344,15 @@ class TopicReader:
     is older.
     """
 
-    def __init__(self, bootstrap: str, topics: Sequence[str], *, since_ms: int | None = None) -> None:
-        self._consumer = groupless_consumer(bootstrap, "reader")
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Sequence[str],
+        *,
+        since_ms: int | None = None,
+        fetch_wait_ms: int = READER_FETCH_WAIT_MS,
+    ) -> None:
+        self._consumer = groupless_consumer(bootstrap, "reader", fetch_wait_ms=fetch_wait_ms)
         self._since_ms = -1 if since_ms is None else since_ms
         try:
             assignment = []

@@ -31,8 +31,10 @@ __all__ = ["MODES", "GroupLag", "LagSample"]
 MODES = ("fetch", "watermarks")
 #: Records taken from the reader's queue per ``consume`` call.
 BATCH = 10_000
-#: Longest wait of one ``consume`` call: several fetch waits (``FETCH_WAIT_MS``), so the
-#: high watermark the reader knows is fresher than any record acked before the sample.
+#: The reader's fetch wait: short, since it reads only during a sample (paused between).
+FETCH_WAIT_MS = 10
+#: Longest wait of one ``consume`` call: several fetch waits, so the high watermark
+#: the reader knows is fresher than any record acked before the sample.
 IDLE_S = 0.1
 
 
@@ -86,9 +88,8 @@ class GroupLag:
         self.group, self.topic, self.mode = group, topic, mode
         self._admin = AdminClient(client_config(bootstrap))
         # EOF events give a partition's end even when nothing is new.
-        self._reader = groupless_consumer(bootstrap, "lag", partition_eof=True)
+        self._reader = groupless_consumer(bootstrap, "lag", partition_eof=True, fetch_wait_ms=FETCH_WAIT_MS)
         self._seen: dict[int, int] = {}  # partition -> end seen while fetching
-        self._assigned: set[int] = set()
 
     def _where(self) -> str:
         return f"group {self.group!r} on topic {self.topic!r}"
@@ -149,14 +150,21 @@ class GroupLag:
     def _fetch_ends(
         self, partitions: list[int], committed: dict[int, int], deadline: float
     ) -> dict[int, int]:
-        # New partitions (all of them on the first sample) start where the group stands, so
-        # only what it has not committed is read; the reader keeps its position afterwards.
-        new = [p for p in partitions if p not in self._assigned]
-        if new:
-            self._reader.incremental_assign(
-                [TopicPartition(self.topic, p, committed.get(p, OFFSET_BEGINNING)) for p in new]
-            )
-            self._assigned.update(new)
+        # Assigned only while sampling: an assigned reader fetches in the background, and on
+        # the local broker every fetch costs CPU whether or not it brings data (README). Each
+        # partition starts where the group stands or where the last sample got to, if further.
+        starts = {p: max(self._seen.get(p, -1), committed.get(p, -1)) for p in partitions}
+        assignment = [
+            TopicPartition(self.topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in starts.items()
+        ]
+        self._reader.incremental_assign(assignment)
+        try:
+            return self._read_to_end(partitions, deadline)
+        finally:
+            self._reader.incremental_unassign(assignment)
+
+    def _read_to_end(self, partitions: list[int], deadline: float) -> dict[int, int]:
+        fresh: set[int] = set()  # partitions with a record or an end event since the assignment
         while True:
             remaining = deadline - time.monotonic()
             messages = self._reader.consume(num_messages=BATCH, timeout=max(0.0, min(IDLE_S, remaining)))
@@ -170,11 +178,16 @@ class GroupLag:
                     self._seen[msg.partition()] = offset  # type: ignore[index]
                 elif not err.retriable():
                     raise KafkaException(err)
+                else:
+                    continue
+                fresh.add(msg.partition())  # type: ignore[arg-type]
             # Reading stops only at the end: tansu pauses up to ~0.9 s between fetches of a
             # backlog (measured), so a quiet spell proves nothing. The high watermark in its
             # fetch responses (librdkafka's cached one) is right, unlike its ListOffsets.
             behind = [
-                p for p in partitions if self._seen.get(p, -1) < fetched_high(self._reader, self.topic, p)
+                p
+                for p in partitions
+                if p not in fresh or self._seen.get(p, -1) < fetched_high(self._reader, self.topic, p)
             ]
             # The IDLE_S wait of a batch that did not fill lets fetches answer after the call.
             if len(messages) < BATCH and not behind:

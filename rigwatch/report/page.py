@@ -25,6 +25,7 @@ from rigwatch.report.charts import (
     _stacked_chart,
     _utc,
 )
+from rigwatch.windowing import is_segment, rig_of
 
 __all__ = ["TOP_FEATURES", "build_report"]
 
@@ -87,10 +88,6 @@ nav a{margin-right:1em}
 
 def _num(value: float) -> str:
     return f"{value:.4g}" if math.isfinite(value) else "–"
-
-
-def _is_rig(subject: str) -> bool:
-    return subject.startswith("rig:")
 
 
 def _alert_subject(alert: Mapping[str, Any]) -> str:
@@ -227,7 +224,7 @@ def _subject_section(
             empty="no accuracy window (is `rigwatch accuracy` running, do labels arrive?)",
         )
     )
-    if not _is_rig(subject):
+    if not is_segment(subject):
         health = kinds["health"]
         charts.append(
             _line_chart(
@@ -248,7 +245,7 @@ def _subject_section(
                 empty="no health window with predictions (is `rigwatch latency` running?)",
             )
         )
-    name = f"Rig {subject.removeprefix('rig:')}" if _is_rig(subject) else f"Model version {subject}"
+    name = f"Rig {rig_of(subject)}" if is_segment(subject) else f"Model version {subject}"
     counts = ", ".join(f"{len(v)} {k}" for k, v in kinds.items() if v) or "none"
     summary = f"Windows: {counts}; alert transitions: {len(alerts)}."
     return (
@@ -375,15 +372,15 @@ def build_report(
     (True, True, True)
     """
     shown = sorted(
-        (w for w in windows if rigs or not _is_rig(str(w["subject"]))),
+        (w for w in windows if rigs or not is_segment(str(w["subject"]))),
         key=lambda w: (int(w["window_end"]), str(w["kind"])),
     )
     ordered = sorted(alerts, key=lambda a: (int(a["window_end"]), str(a["alert_id"])))
-    shown_alerts = [a for a in ordered if rigs or not _is_rig(_alert_subject(a))]
+    shown_alerts = [a for a in ordered if rigs or not is_segment(_alert_subject(a))]
     first_seen: dict[str, int] = {}
     for w in shown:
         first_seen.setdefault(w["subject"], int(w["window_end"]))
-    subjects = sorted(first_seen, key=lambda s: (_is_rig(s), first_seen[s] if not _is_rig(s) else 0, s))
+    subjects = sorted(first_seen, key=lambda s: (is_segment(s), first_seen[s] if not is_segment(s) else 0, s))
     sections = [
         _subject_section(
             f"subject-{i}",

@@ -298,7 +298,7 @@ class Runtime:
             for (topic, partition), (first, last) in self._spans.items()
         ]
         try:
-            # The assigned sources are read at each attempt: an outage adds every one (_resume).
+            # The assigned sources are read at each attempt: an outage adds every one (_pause).
             self.redis.call(lambda: self.service.checkpoint(spans, sorted(self._newly_assigned)))
         except StaleBatch as exc:
             log.warning("%s; reading again from the checkpointed offsets", exc)
@@ -348,14 +348,18 @@ class Runtime:
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}@{tp.offset}" for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # No longer ours, even for a rewind of a stale checkpoint below.
+        for tp in partitions:
+            self._assigned.discard((tp.topic, tp.partition))
         # What was handled of them is checkpointed now, so their next owner starts after it.
         try:
             self.checkpoint()
         except StoppedWhileWaiting:
             self.service.discard()
             self._spans.clear()
-        for tp in partitions:
-            self._assigned.discard((tp.topic, tp.partition))
+        finally:
+            # Said here because a rewind above assigns: then the client leaves this to us.
+            consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Another worker may own them already: the checkpoint guard refuses a span it has applied.
@@ -364,13 +368,14 @@ class Runtime:
     def _pause(self) -> None:
         if self._consumer is not None and self._assigned:
             self._consumer.pause([TopicPartition(t, p) for t, p in self._assigned])
+        # Every source will have been silent through the outage: counted as idle, the first
+        # one read again would let windows close ahead of the others. So the checkpoint that
+        # ends the outage reports them all active.
+        self._newly_assigned.update(source_name(t, p) for t, p in self._assigned)
 
     def _resume(self) -> None:
         if self._consumer is not None and self._assigned:
             self._consumer.resume([TopicPartition(t, p) for t, p in self._assigned])
-        # Every source was silent through the outage: counted as idle, the first one read
-        # again would let windows close ahead of the others. Count them all active from now.
-        self._newly_assigned.update(source_name(t, p) for t, p in self._assigned)
 
 
 def _by_topic(messages: Sequence[Message]) -> list[Batch]:

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from rigwatch.windowing import is_segment, rig_of
 from services.alerts.rules import SEVERITIES, Rule
 
 __all__ = ["AlertEngine", "AlertState", "alert_id"]
@@ -64,7 +65,7 @@ class AlertState:
 
 
 def _subject_text(subject: str) -> str:
-    return f"rig {subject.removeprefix('rig:')}" if subject.startswith("rig:") else f"model {subject}"
+    return f"rig {rig_of(subject)}" if is_segment(subject) else f"model {subject}"
 
 
 class AlertEngine:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rigwatch.exceptions import ConfigError
+from rigwatch.windowing import is_segment
 
 __all__ = ["DEFAULT_RULES", "SEVERITIES", "Rule", "RuleSet", "Webhook", "load_rules"]
 
@@ -62,7 +63,7 @@ class Rule:
 
     def applies_to(self, subject: str) -> bool:
         """Whether windows of *subject* (a model version or ``rig:<id>``) are watched."""
-        is_rig = subject.startswith("rig:")
+        is_rig = is_segment(subject)
         return self.subjects == "any" or (self.subjects == "rig") == is_rig
 
     def level(self, value: float) -> str:
