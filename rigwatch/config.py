@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "Topics"]
 
+#: Variables a child gets from this process's environment as they are.
+_INHERITED = ("RIGWATCH_KAFKA_", "RIGWATCH_DATA", "RIGWATCH_CACHE_DIR")
+
 
 class Settings(BaseSettings):
     """Where the broker, Redis, topics, model and run state are.
@@ -34,15 +37,14 @@ class Settings(BaseSettings):
         """This process's environment with these settings, for a rigwatch child process.
 
         Other ``RIGWATCH_*`` variables are dropped, so the child sees exactly these
-        settings plus *extra* (e.g. ``RIGWATCH_SCORER_GROUP``), and the Kafka client
+        settings plus *extra* (e.g. ``RIGWATCH_SCORER_GROUP``), the Kafka client
         properties ``RIGWATCH_KAFKA_*`` (``rigwatch.kafka.client_config``), which every
-        child's clients need.
+        child's clients need, and the data source (``RIGWATCH_DATA``, ``RIGWATCH_CACHE_DIR``).
         """
-        # Kafka client properties (RIGWATCH_KAFKA_*: security settings) reach every child.
+        # Kafka client properties (RIGWATCH_KAFKA_*: security settings) reach every child, and
+        # so does the data source (a pump started by the demo must read what the model saw).
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("RIGWATCH_") or k.startswith("RIGWATCH_KAFKA_")
+            k: v for k, v in os.environ.items() if not k.startswith("RIGWATCH_") or k.startswith(_INHERITED)
         }
         env |= {
             "RIGWATCH_TOPIC_PREFIX": self.topic_prefix,

@@ -348,6 +348,7 @@ class Runtime:
         log.info("assigned %s", ", ".join(f"{tp.topic}/{tp.partition}@{tp.offset}" for tp in partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions))
         # No longer ours, even for a rewind of a stale checkpoint below.
         for tp in partitions:
             self._assigned.discard((tp.topic, tp.partition))
@@ -362,6 +363,9 @@ class Runtime:
             consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "lost %s (session timed out)", ", ".join(f"{tp.topic}/{tp.partition}" for tp in partitions)
+        )
         # Another worker may own them already: the checkpoint guard refuses a span it has applied.
         self._on_revoke(consumer, partitions)
 
