@@ -22,17 +22,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from rigwatch.kafka import SESSION_TIMEOUT_MS, ReliableProducer, StopFlag, client_config, redacted
+from rigwatch.metrics import serve_metrics
 from rigwatch.runtime.checkpoint import SourceSpan, StaleBatch
 from rigwatch.runtime.outage import RedisWait, StoppedWhileWaiting
 from rigwatch.runtime.records import Batch, Output, source_name
 
-__all__ = ["LONG_POLL", "Roles", "Runtime", "RuntimeMetrics", "Service"]
+__all__ = ["LONG_POLL", "Roles", "Runtime", "RuntimeMetrics", "Service", "ServiceConfig", "run_service"]
 
 log = logging.getLogger("rigwatch.runtime")
 
@@ -399,3 +400,54 @@ def _by_topic(messages: Sequence[Message]) -> list[Batch]:
         )
         for topic, msgs in grouped.items()
     ]
+
+
+class ServiceConfig(Protocol):
+    """The settings every service has (``RIGWATCH_<SERVICE>_GROUP``, ``_BATCH_MAX``, ...)."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def batch_max(self) -> int: ...
+    @property
+    def batch_timeout_ms(self) -> int: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def metrics_host(self) -> str: ...
+
+
+def run_service(
+    stack: ExitStack,
+    service: Service,
+    config: ServiceConfig,
+    *,
+    name: str,
+    about: str,
+    bootstrap: str,
+    stop: StopFlag,
+    registry: CollectorRegistry,
+    roles: Roles,
+    checkpoint_ms: int = 0,
+    tick_ms: int = 0,
+) -> int:
+    """What every ``app.py`` ends with: serve the metrics, say what runs, run until *stop*.
+
+    *about* describes the service for its start-up log line; the metrics server
+    and the clients close with *stack*. Returns the exit code.
+    """
+    port = serve_metrics(registry, config.metrics_port, config.metrics_host, stack)
+    logging.getLogger(f"rigwatch.{name}").info("%s (group %s, metrics port %s)", about, config.group, port)
+    runtime = Runtime(
+        service,
+        bootstrap=bootstrap,
+        group=config.group,
+        stop=stop,
+        metrics=RuntimeMetrics(registry, name),
+        roles=roles,
+        batch_max=config.batch_max,
+        poll_timeout_ms=config.batch_timeout_ms,
+        checkpoint_ms=checkpoint_ms,
+        tick_ms=tick_ms,
+    )
+    return runtime.run(stack)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
+
+from redis import Redis
 
 from rigwatch.codec import Codec
 from rigwatch.metrics import StreamCounters
@@ -21,15 +23,44 @@ from rigwatch.runtime.checkpoint import SourceSpan
 from rigwatch.runtime.loop import Service
 from rigwatch.runtime.outage import REDIS_DOWN
 from rigwatch.runtime.records import Batch, Output
-from rigwatch.windowing import Pending, Updates
+from rigwatch.windowing import Pending, Updates, namespace
 from rigwatch.windowstore import WindowStore
 
-__all__ = ["WindowedService", "now_ms"]
+__all__ = ["WindowConfig", "WindowedService", "now_ms", "window_store"]
 
 
 def now_ms() -> int:
     """Wall-clock epoch milliseconds."""
     return int(time.time() * 1000)
+
+
+class WindowConfig(Protocol):
+    """The window settings of drift, latency and accuracy (``RIGWATCH_<SERVICE>_WINDOW_MS``, ...)."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def window_ms(self) -> int: ...
+    @property
+    def lateness_ms(self) -> int: ...
+    @property
+    def idle_ms(self) -> int: ...
+
+
+def window_store(redis_url: str, config: WindowConfig, topic_prefix: str, extension: str = "") -> WindowStore:
+    """The shared windows of *config*'s group on the topics of *topic_prefix*.
+
+    The client gives up on a call after 5 s (2 s to connect), so an outage is noticed
+    and waited out (:mod:`rigwatch.runtime.outage`) rather than hung on.
+    """
+    return WindowStore(
+        Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2),
+        namespace(config.group, topic_prefix),
+        size_ms=config.window_ms,
+        lateness_ms=config.lateness_ms,
+        idle_ms=config.idle_ms,
+        extension=extension,
+    )
 
 
 class WindowedService(Service):

@@ -15,19 +15,15 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from redis import Redis
-
 from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag
-from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
 from rigwatch.runtime.checkpoint import as_text
-from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics
+from rigwatch.runtime.loop import LONG_POLL, run_service
 from rigwatch.runtime.records import Output
-from rigwatch.runtime.windowed import WindowedService
+from rigwatch.runtime.windowed import WindowedService, window_store
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from rigwatch.windowing import namespace
 from rigwatch.windowstore import WindowStore
 from services.accuracy.config import AccuracySettings
 from services.accuracy.handler import AccuracyHandler
@@ -110,14 +106,7 @@ def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
     codecs = Codecs.load()
     metrics = AccuracyMetrics()
     with ExitStack() as stack:
-        store = WindowStore(
-            Redis.from_url(ends.redis_url, socket_timeout=5, socket_connect_timeout=2),
-            namespace(config.group, settings.topic_prefix),
-            size_ms=config.window_ms,
-            lateness_ms=config.lateness_ms,
-            idle_ms=config.idle_ms,
-            extension=JOIN_LUA,
-        )
+        store = window_store(ends.redis_url, config, settings.topic_prefix, extension=JOIN_LUA)
         handler = AccuracyHandler(
             codecs.prediction,
             codecs.actual,
@@ -140,28 +129,21 @@ def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
             window_codec=codecs.metric_window,
         )
         stack.callback(service.close)
-        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
-        log.info(
-            "accuracy of %s %s: %s + %s -> %s, %d ms windows in label time, horizon %d ms, metrics port %s",
-            model.name,
-            model.version,
-            topics.predictions,
-            topics.actuals,
-            topics.metrics,
-            config.window_ms,
-            config.horizon_ms,
-            port,
+        about = (
+            f"accuracy of {model.name} {model.version}: {topics.predictions} + {topics.actuals}"
+            f" -> {topics.metrics}, {config.window_ms} ms windows in label time,"
+            f" horizon {config.horizon_ms} ms"
         )
-        runtime = Runtime(
+        return run_service(
+            stack,
             service,
+            config,
+            name="accuracy",
+            about=about,
             bootstrap=ends.bootstrap,
-            group=config.group,
             stop=stop,
-            metrics=RuntimeMetrics(metrics.registry, "accuracy"),
+            registry=metrics.registry,
             roles=LONG_POLL,
-            batch_max=config.batch_max,
-            poll_timeout_ms=config.batch_timeout_ms,
             checkpoint_ms=config.checkpoint_ms,
             tick_ms=config.close_interval_ms,
         )
-        return runtime.run(stack)

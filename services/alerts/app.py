@@ -24,9 +24,8 @@ from rigwatch.codec import Codec
 from rigwatch.config import Settings
 from rigwatch.exceptions import DecodeError, StackError
 from rigwatch.kafka import StopFlag
-from rigwatch.metrics import serve_metrics
 from rigwatch.runtime.checkpoint import HashState, SourceSpan
-from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics, Service
+from rigwatch.runtime.loop import LONG_POLL, Service, run_service
 from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
@@ -150,25 +149,19 @@ def run(settings: Settings, config: AlertsSettings, stop: StopFlag, rules: RuleS
             notifier,
             topics=[topics.metrics],
         )
-        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
-        log.info(
-            "alerts: %s -> %s with %d rules from %s%s, metrics port %s",
-            topics.metrics,
-            topics.alerts,
-            len(rules.rules),
-            rules.source,
-            f", webhook {rules.webhook.url}" if rules.webhook else "",
-            port,
+        about = (
+            f"alerts: {topics.metrics} -> {topics.alerts} with {len(rules.rules)} rules from {rules.source}"
+            + (f", webhook {rules.webhook.url}" if rules.webhook else "")
         )
-        runtime = Runtime(
+        return run_service(
+            stack,
             service,
+            config,
+            name="alerts",
+            about=about,
             bootstrap=ends.bootstrap,
-            group=config.group,
             stop=stop,
-            metrics=RuntimeMetrics(metrics.registry, "alerts"),
+            registry=metrics.registry,
             roles=LONG_POLL,
-            batch_max=config.batch_max,
-            poll_timeout_ms=config.batch_timeout_ms,
             checkpoint_ms=config.checkpoint_ms,
         )
-        return runtime.run(stack)

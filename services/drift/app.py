@@ -13,19 +13,15 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from redis import Redis
-
 from rigwatch.config import Settings
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.kafka import StopFlag
-from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
-from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics
+from rigwatch.runtime.loop import LONG_POLL, run_service
 from rigwatch.runtime.records import Output
-from rigwatch.runtime.windowed import WindowedService
+from rigwatch.runtime.windowed import WindowedService, window_store
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from rigwatch.windowing import namespace
 from rigwatch.windowstore import WindowStore
 from services.drift.config import DriftSettings
 from services.drift.handler import DriftHandler
@@ -84,16 +80,9 @@ def run(settings: Settings, config: DriftSettings, stop: StopFlag) -> int:
     metrics = DriftMetrics()
     metrics.model.info({"name": model.name, "version": model.version})
     with ExitStack() as stack:
-        store = WindowStore(
-            Redis.from_url(ends.redis_url, socket_timeout=5, socket_connect_timeout=2),
-            namespace(config.group, settings.topic_prefix),
-            size_ms=config.window_ms,
-            lateness_ms=config.lateness_ms,
-            idle_ms=config.idle_ms,
-        )
         service = DriftService(
             handler,
-            store,
+            window_store(ends.redis_url, config, settings.topic_prefix),
             metrics,
             inputs={
                 topics.sensor_readings: lambda b: handler.readings(b.values, b.sources),
@@ -103,28 +92,20 @@ def run(settings: Settings, config: DriftSettings, stop: StopFlag) -> int:
             window_codec=codecs.metric_window,
         )
         stack.callback(service.close)
-        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
-        log.info(
-            "drift of %s %s: %s + %s -> %s, %d ms windows (lateness %d ms), metrics port %s",
-            model.name,
-            model.version,
-            topics.sensor_readings,
-            topics.predictions,
-            topics.metrics,
-            config.window_ms,
-            config.lateness_ms,
-            port,
+        about = (
+            f"drift of {model.name} {model.version}: {topics.sensor_readings} + {topics.predictions}"
+            f" -> {topics.metrics}, {config.window_ms} ms windows (lateness {config.lateness_ms} ms)"
         )
-        runtime = Runtime(
+        return run_service(
+            stack,
             service,
+            config,
+            name="drift",
+            about=about,
             bootstrap=ends.bootstrap,
-            group=config.group,
             stop=stop,
-            metrics=RuntimeMetrics(metrics.registry, "drift"),
+            registry=metrics.registry,
             roles=LONG_POLL,
-            batch_max=config.batch_max,
-            poll_timeout_ms=config.batch_timeout_ms,
             checkpoint_ms=config.checkpoint_ms,
             tick_ms=config.close_interval_ms,
         )
-        return runtime.run(stack)

@@ -15,18 +15,15 @@ from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from typing import Any
 
-from redis import Redis
-
 from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag
 from rigwatch.lag import GroupLag, LagSample
-from rigwatch.metrics import serve_metrics
-from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics
+from rigwatch.runtime.loop import LONG_POLL, run_service
 from rigwatch.runtime.records import Batch, Output
-from rigwatch.runtime.windowed import WindowedService
+from rigwatch.runtime.windowed import WindowedService, window_store
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
-from rigwatch.windowing import Updates, namespace
+from rigwatch.windowing import Updates
 from rigwatch.windowstore import WindowStore
 from services.latency.config import LatencySettings
 from services.latency.handler import DlqRecord, LatencyHandler
@@ -122,17 +119,10 @@ def run(settings: Settings, config: LatencySettings, stop: StopFlag) -> int:
     )
     metrics = LatencyMetrics()
     with ExitStack() as stack:
-        store = WindowStore(
-            Redis.from_url(ends.redis_url, socket_timeout=5, socket_connect_timeout=2),
-            namespace(config.group, settings.topic_prefix),
-            size_ms=config.window_ms,
-            lateness_ms=config.lateness_ms,
-            idle_ms=config.idle_ms,
-        )
         lag = GroupLag(ends.bootstrap, config.scorer_group, topics.sensor_readings, mode=config.lag_mode)
         service = LatencyService(
             handler,
-            store,
+            window_store(ends.redis_url, config, settings.topic_prefix),
             metrics,
             lag,
             inputs={
@@ -143,27 +133,20 @@ def run(settings: Settings, config: LatencySettings, stop: StopFlag) -> int:
             window_codec=codecs.metric_window,
         )
         stack.callback(service.close)
-        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
-        log.info(
-            "health: %s + %s -> %s, %d ms windows, lag of group %s (%s), metrics port %s",
-            topics.predictions,
-            topics.dlq,
-            topics.metrics,
-            config.window_ms,
-            config.scorer_group,
-            config.lag_mode,
-            port,
+        about = (
+            f"health: {topics.predictions} + {topics.dlq} -> {topics.metrics}, {config.window_ms} ms windows,"
+            f" lag of group {config.scorer_group} ({config.lag_mode})"
         )
-        runtime = Runtime(
+        return run_service(
+            stack,
             service,
+            config,
+            name="latency",
+            about=about,
             bootstrap=ends.bootstrap,
-            group=config.group,
             stop=stop,
-            metrics=RuntimeMetrics(metrics.registry, "latency"),
+            registry=metrics.registry,
             roles=LONG_POLL,
-            batch_max=config.batch_max,
-            poll_timeout_ms=config.batch_timeout_ms,
             checkpoint_ms=config.checkpoint_ms,
             tick_ms=config.close_interval_ms,
         )
-        return runtime.run(stack)

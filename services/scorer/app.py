@@ -17,9 +17,8 @@ from dataclasses import fields
 from rigwatch.config import Settings, Topics
 from rigwatch.exceptions import ConfigError
 from rigwatch.kafka import StopFlag
-from rigwatch.metrics import serve_metrics
 from rigwatch.model import ModelPackage
-from rigwatch.runtime.loop import Roles, Runtime, RuntimeMetrics, Service
+from rigwatch.runtime.loop import Roles, Service, run_service
 from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
@@ -101,35 +100,20 @@ def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
     scorer = Scorer(model, codecs.sensor_reading, codecs.prediction, role=config.role, rules=rules)
     metrics = ScorerMetrics()
     metrics.model.info({"name": model.name, "version": model.version, "role": config.role})
+    if rules.outlying_margin is not None and not scorer.outlying_features:
+        # Said once here, or the rule would look on while it can never fire.
+        log.warning("outlying rule inactive: model %s has no training ranges in its reference", model.version)
+    log.info("humility rules: %s", rules.describe())
     with ExitStack() as stack:
-        port = serve_metrics(metrics.registry, config.metrics_port, config.metrics_host, stack)
-        log.info(
-            "scoring %s -> %s with %s %s (group %s, metrics port %s)",
-            topics.sensor_readings,
-            topics.predictions,
-            model.name,
-            model.version,
-            config.group,
-            port,
-        )
-        log.info("humility rules: %s", rules.describe())
-        if rules.outlying_margin is not None and not scorer.outlying_features:
-            # Said once here, or the rule would look on while it can never fire.
-            log.warning(
-                "outlying rule inactive: model %s has no training ranges in its reference", model.version
-            )
-        runtime = Runtime(
+        return run_service(
+            stack,
             ScorerService(scorer, topics, metrics),
+            config,
+            name="scorer",
+            about=f"{topics.sensor_readings} -> {topics.predictions} with {model.name} {model.version}",
             bootstrap=ends.bootstrap,
-            group=config.group,
             stop=stop,
-            metrics=RuntimeMetrics(metrics.registry, "scorer"),
-            # Latency-critical: a reading waits for no fetch and no linger beyond these.
-            roles=Roles(
-                consumer={"fetch.wait.max.ms": config.fetch_wait_ms}, producer={"linger.ms": config.linger_ms}
-            ),
-            batch_max=config.batch_max,
-            poll_timeout_ms=config.batch_timeout_ms,
+            registry=metrics.registry,
+            roles=scorer_roles(config),
             checkpoint_ms=0,  # flush and store offsets after every poll
         )
-        return runtime.run(stack)

@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from rigwatch.runtime.loop import RuntimeMetrics
 from services.accuracy.metrics import AccuracyMetrics
 from services.alerts.metrics import AlertsMetrics
 from services.drift.metrics import DriftMetrics
@@ -125,8 +126,9 @@ def test_running_services_serve_every_metric_the_dashboards_and_rules_use(settin
     for name, (metrics_class, _) in SERVICES.items():
         registry = CollectorRegistry()
         metrics_class(registry)
+        RuntimeMetrics(registry, name)  # every service runs on the runtime
         assert scraped[name] == _names(generate_latest(registry).decode()), (
-            f"{name} serves other metrics than {metrics_class.__name__} defines"
+            f"{name} serves other metrics than {metrics_class.__name__} and the runtime define"
         )
     served = set().union(*scraped.values())
     used = _used()
