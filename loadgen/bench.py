@@ -10,9 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -27,6 +25,7 @@ from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import ReadingStream
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
+from rigwatch.harness import Process
 from rigwatch.kafka import ReliableProducer, StopFlag, TopicReader, create_topics, delete_topics
 from rigwatch.schemas import Codecs
 from rigwatch.tail import decode_any
@@ -40,7 +39,6 @@ WORKERS: dict[str, tuple[list[str], int]] = {
     "passthrough": (["loadgen.baselines", "passthrough"], 1),
     "scorer x2": (["rigwatch", "scorer"], 2),
 }
-_TICKS = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 3.0
 
 
@@ -55,29 +53,6 @@ class BenchOptions:
     partitions: int = 4
     out: Path = Path("results")
     workers: tuple[str, ...] = tuple(WORKERS)
-
-
-@dataclass
-class _Proc:
-    popen: subprocess.Popen[bytes]
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> int:
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(30)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            return self.popen.wait()
 
 
 class _Bench:
@@ -98,15 +73,13 @@ class _Bench:
         finally:
             delete_topics(self.bootstrap, settings.topics.all())
 
-    def start(self, name: str, settings: Settings, group: str) -> list[_Proc]:
-        module, count = WORKERS[name]
+    def start(self, name: str, settings: Settings, group: str) -> list[Process]:
+        (module, *args), count = WORKERS[name]
         env = settings.to_env(RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="-1")
-        procs = []
-        for i in range(count):
-            log = (self.logs / f"{name.replace(' ', '')}-{group}-{i}.log").open("wb")
-            cmd = [sys.executable, "-m", *module]
-            procs.append(_Proc(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)))
-        return procs
+        return [
+            Process.start(args, env, self.logs / f"{name.replace(' ', '')}-{group}-{i}.log", module=module)
+            for i in range(count)
+        ]
 
     def throughput(self, name: str, encoded: list[tuple[str, bytes]]) -> dict[str, float]:
         with self.fresh_topics() as settings:
@@ -115,7 +88,7 @@ class _Bench:
     def _throughput(
         self, name: str, encoded: list[tuple[str, bytes]], settings: Settings
     ) -> dict[str, float]:
-        producer = ReliableProducer(self.bootstrap, **{"linger.ms": 20, "batch.size": 1_000_000})
+        producer = ReliableProducer(self.bootstrap, {"linger.ms": 20, "batch.size": 1_000_000})
         for key, value in encoded:
             producer.produce(settings.topics.sensor_readings, value, key=key)
         producer.flush(120)
@@ -125,17 +98,21 @@ class _Bench:
         first = last = 0.0
         seen = first_batch = 0
         deadline = launched + max(120.0, n / 500)
-        with TopicReader(self.bootstrap, [settings.topics.predictions]) as reader:
-            while seen < n and time.monotonic() < deadline:
-                got = len(reader.poll(0.05, max_messages=10_000))
-                if got:
-                    last = time.monotonic()
-                    if not seen:
-                        first, first_batch = last, got
-                    seen += got
-        cpu = sum(p.cpu_seconds() for p in procs)
-        rss = max(p.peak_rss_mb() for p in procs)
-        codes = [p.stop() for p in procs]
+        try:
+            with TopicReader(self.bootstrap, [settings.topics.predictions]) as reader:
+                while seen < n and time.monotonic() < deadline:
+                    for p in procs:
+                        p.check_running()  # a crashed worker fails the run now, not at the deadline
+                    got = len(reader.poll(0.05, max_messages=10_000))
+                    if got:
+                        last = time.monotonic()
+                        if not seen:
+                            first, first_batch = last, got
+                        seen += got
+            cpu = sum(p.cpu_seconds() for p in procs)
+            rss = max(p.peak_rss_mb() for p in procs)
+        finally:
+            outcomes = [p.stop() for p in procs]
         if seen < n:
             raise RuntimeError(f"{name}: only {seen} of {n} outputs within the time limit; see {self.logs}")
         # Steady state: from the first output to the last (process start and group join excluded).
@@ -147,7 +124,7 @@ class _Bench:
             "cpu_s": cpu,
             "cpu_us_per_event": cpu / n * 1e6,
             "peak_rss_mb": rss,
-            "exit_codes_ok": float(all(c == 0 for c in codes)),
+            "exit_codes_ok": float(all(o.clean for o in outcomes)),
         }
 
     def latency(self, name: str, dataset: Dataset) -> dict[str, float]:
@@ -158,37 +135,41 @@ class _Bench:
         codecs = Codecs.load()
         codec = codecs.sensor_reading
         procs = self.start(name, settings, f"bench-lat-{uuid.uuid4().hex[:6]}")
-        producer = ReliableProducer(self.bootstrap, **{"linger.ms": 1})
+        producer = ReliableProducer(self.bootstrap, {"linger.ms": 1})
         stream = ReadingStream(dataset, codec, run_id="warmup", rigs=16, seed=1)
         events = stream.events(lambda: int(time.time() * 1000))
         latencies: list[int] = []
-        with TopicReader(self.bootstrap, [settings.topics.predictions]) as reader:
-            # Warm up until the scorer answers (group joined), then offer the fixed load.
-            while not reader.poll(0.1):
-                event = next(events)
-                producer.produce(settings.topics.sensor_readings, event.value, key=event.key)
-                producer.flush()
-            # The first seconds at full rate warm every partition's fetch and produce path;
-            # their latencies are not counted.
-            warmup = int(self.options.rate * WARMUP_S)
-            total = warmup + int(self.options.rate * self.options.duration)
-            load = PumpOptions(rate=self.options.rate, count=total, rigs=16, label_coverage=0, seed=2)
-            sender = threading.Thread(
-                target=run_pump, args=(settings, dataset, load, StopFlag(), io.StringIO())
-            )
-            sender.start()
-            deadline = time.monotonic() + WARMUP_S + self.options.duration + 60
-            seen = 0
-            while seen < total and time.monotonic() < deadline:
-                for msg in reader.poll(0.01):
-                    now = int(time.time() * 1000)
-                    seen += 1
-                    if seen > warmup:
-                        # The pass-through writes readings, the scorer predictions: both carry event_time.
-                        latencies.append(now - decode_any(codecs, msg.value())[1]["event_time"])
-            sender.join()
-        for p in procs:
-            p.stop()
+        try:
+            with TopicReader(self.bootstrap, [settings.topics.predictions]) as reader:
+                # Warm up until the scorer answers (group joined), then offer the fixed load.
+                while not reader.poll(0.1):
+                    for p in procs:
+                        p.check_running()
+                    event = next(events)
+                    producer.produce(settings.topics.sensor_readings, event.value, key=event.key)
+                    producer.flush()
+                # The first seconds at full rate warm every partition's fetch and produce path;
+                # their latencies are not counted.
+                warmup = int(self.options.rate * WARMUP_S)
+                total = warmup + int(self.options.rate * self.options.duration)
+                load = PumpOptions(rate=self.options.rate, count=total, rigs=16, label_coverage=0, seed=2)
+                sender = threading.Thread(
+                    target=run_pump, args=(settings, dataset, load, StopFlag(), io.StringIO())
+                )
+                sender.start()
+                deadline = time.monotonic() + WARMUP_S + self.options.duration + 60
+                seen = 0
+                while seen < total and time.monotonic() < deadline:
+                    for msg in reader.poll(0.01):
+                        now = int(time.time() * 1000)
+                        seen += 1
+                        if seen > warmup:
+                            # The pass-through writes readings, the scorer predictions: both carry event_time.
+                            latencies.append(now - decode_any(codecs, msg.value())[1]["event_time"])
+                sender.join()
+        finally:
+            for p in procs:
+                p.stop()
         latencies.sort()
 
         def pct(q: float) -> float:
@@ -233,6 +214,8 @@ def run_scorer_bench(
             say(f"[{repeat}/{options.repeats}] throughput: {name} on {options.events:,} readings ...")
             runs[name].append(bench.throughput(name, encoded))
             say(f"    {runs[name][-1]['events_per_s']:,.0f} events/s")
+            if not runs[name][-1]["exit_codes_ok"]:
+                say(f"    warning: {name} did not exit 0 after SIGTERM; see {options.out / 'logs'}")
         this = {name: r[-1]["events_per_s"] for name, r in runs.items()}
         for ratio, (a, b) in {
             "scorer/naive": ("scorer", "naive"),

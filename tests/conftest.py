@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +10,7 @@ import pytest
 
 from rigwatch.config import Settings
 from rigwatch.data import load_csv
+from rigwatch.harness import Process, ProcessHarness
 from rigwatch.kafka import create_topics
 from rigwatch.model import train
 from rigwatch.stack import Endpoints, stack_down, stack_up
@@ -81,20 +80,20 @@ def settings(stack: Endpoints, model_dir: Path, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start ``python -m rigwatch ARGS`` processes; any still running at the end are killed."""
-    procs: list[subprocess.Popen[bytes]] = []
+def spawn(tmp_path: Path) -> Iterator[Callable[[list[str], dict[str, str]], Process]]:
+    """Start ``python -m rigwatch ARGS`` processes (logs ``<tmp_path>/<command>-<n>.log``).
 
-    def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"{args[0]}-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rigwatch", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append(proc)
-        return proc
+    At the end every one still running gets SIGTERM and must exit 0 within 30 s. The test
+    fails if any did not, or exited uncleanly on its own during the test; a SIGKILL the
+    test sent on purpose (``proc.kill()`` or ``proc.send_signal(signal.SIGKILL)``) is allowed.
+    """
+    children = ProcessHarness(tmp_path)
+
+    def start(args: list[str], env: dict[str, str]) -> Process:
+        return children.start(args, env)
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    children.stop_all()
+    failures = children.failures()
+    if failures:
+        pytest.fail("\n\n".join(failures), pytrace=False)

@@ -9,8 +9,6 @@ its label arrived in.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import threading
 import time
 
@@ -201,7 +199,7 @@ def test_kill_and_restart_of_the_accuracy_processor_loses_and_doubles_no_joined_
     )
     pumping.start()
     _windows(settings, version, lambda ws: len(ws) >= 2)
-    os.kill(first.pid, signal.SIGKILL)
+    first.kill()  # on purpose: the spawn fixture allows it
     first.wait()
     assert pumping.is_alive(), "the pump should still be sending when the processor dies"
     _accuracy(spawn, settings, "e")

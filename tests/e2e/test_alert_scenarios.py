@@ -6,8 +6,6 @@ Event time is simulated (readings 100 ms apart, 300 per 30 s drift window).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -137,7 +135,7 @@ def test_a_feature_offset_fires_once_survives_a_restart_and_resolves_once(
     assert [a["state"] for a in firing] == ["firing"]
 
     # Mid-incident: the alerts service dies hard and comes back.
-    os.kill(alerts.pid, signal.SIGKILL)
+    alerts.kill()  # on purpose: the spawn fixture allows it
     alerts.wait()
     assert incident.is_alive(), "the incident should still be going on when the service dies"
     listed = subprocess.run(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import threading
@@ -111,7 +110,7 @@ def test_scorer_killed_mid_stream_and_restarted_loses_no_event(settings, spawn, 
     pumping.start()
 
     collect(settings.bootstrap, [topics.predictions], lambda seen: len(seen) >= 1000)
-    os.kill(scorer.pid, signal.SIGKILL)
+    scorer.kill()  # on purpose: the spawn fixture allows it
     assert scorer.wait(10) == -signal.SIGKILL
     assert pumping.is_alive(), "the scorer must die mid-stream, not after the last reading"
     _scorer(spawn, settings, "scorer-crash")
