@@ -66,7 +66,7 @@ class AlertsService(Service):
         self.alerts_topic, self.metrics, self.notifier = alerts_topic, metrics, notifier
         self.topics = list(topics)
         self.states: dict[str, AlertState] = {}
-        self._changed: dict[str, AlertState] = {}
+        self._changed: set[str] = set()  # alert ids whose state changed since the checkpoint
         self._sent: list[dict[str, Any]] = []
         self._handled = 0
 
@@ -80,11 +80,9 @@ class AlertsService(Service):
                 self.metrics.undecodable.inc()
                 continue
             self.metrics.windows.labels(window["kind"]).inc()
-            before = {k: s.dumps() for k, s in self.states.items()}
-            for alert in self.engine.evaluate(window, self.states):
+            for alert in self.engine.evaluate(window, self.states, self._changed):
                 outputs.append(Output(self.alerts_topic, self.alerts.encode(alert), alert["alert_id"]))
                 self._sent.append(alert)
-            self._changed |= {k: s for k, s in self.states.items() if before.get(k) != s.dumps()}
         self._handled += len(batch)
         return outputs
 
@@ -92,13 +90,13 @@ class AlertsService(Service):
         return self._handled
 
     def checkpoint(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> None:
-        self.state.checkpoint(spans, {k: s.dumps().encode() for k, s in self._changed.items()})
+        self.state.checkpoint(spans, {k: self.states[k].dumps().encode() for k in self._changed})
         for alert in self._sent:
             self.metrics.published.labels(alert["rule"], alert["state"]).inc()
             if self.notifier is not None:
                 self.notifier.send(alert)
         self.metrics.set_active(self.states.items())
-        self._changed, self._sent, self._handled = {}, [], 0
+        self._changed, self._sent, self._handled = set(), [], 0
 
     def resume_offsets(self) -> Mapping[str, int]:
         # States as of the offsets they cover: read together, before the first batch.
@@ -107,7 +105,7 @@ class AlertsService(Service):
         return self.state.resume_offsets()
 
     def discard(self) -> None:
-        self._changed, self._sent, self._handled = {}, [], 0
+        self._changed, self._sent, self._handled = set(), [], 0
         self.states = alert_states(self.state)
 
 

@@ -74,8 +74,14 @@ class AlertEngine:
     def __init__(self, rules: Sequence[Rule]) -> None:
         self.rules = tuple(rules)
 
-    def evaluate(self, window: Mapping[str, Any], states: dict[str, AlertState]) -> list[dict[str, Any]]:
-        """Alert records (as dicts) for the transitions *window* causes; *states* is updated in place."""
+    def evaluate(
+        self, window: Mapping[str, Any], states: dict[str, AlertState], touched: set[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Alert records (as dicts) for the transitions *window* causes; *states* is updated in place.
+
+        The ids of the states it changed are added to *touched* (when given): what a
+        checkpoint must write.
+        """
         kind, subject = window["kind"], window["subject"]
         metrics: Mapping[str, float] = window["metrics"]
         end, count = int(window["window_end"]), int(window["count"])
@@ -92,6 +98,8 @@ class AlertEngine:
                 if end <= state.last_end:
                     continue  # seen already: a re-published window
                 state.last_end = end
+                if touched is not None:
+                    touched.add(key)
                 alert = self._step(rule, state, rule.level(value), end)
                 if alert is None:
                     continue

@@ -530,3 +530,16 @@ def test_restart_mid_streak_with_many_alerts_matches_an_uninterrupted_run() -> N
     got += [AlertEngine(load_rules().rules).evaluate(w, restarted) for w in windows[13:]]
     assert got == expected
     assert restarted == whole
+
+
+def test_touched_names_exactly_the_states_a_window_changed() -> None:
+    engine = AlertEngine([_rule(metric="psi_ratio.*", clear_for=2)])
+    states: dict[str, AlertState] = {}
+    engine.evaluate(_window(1000, {"psi_ratio.a": 1.5, "psi_ratio.b": 0.5}), states)
+    before = {k: s.dumps() for k, s in states.items()}
+    touched: set[str] = set()
+    engine.evaluate(_window(2000, {"psi_ratio.b": 2.5}), states, touched)
+    assert touched == {k for k, s in states.items() if before.get(k) != s.dumps()} == {"r/v1/b"}
+    again: set[str] = set()
+    engine.evaluate(_window(2000, {"psi_ratio.b": 2.5}), states, again)  # re-published: no change
+    assert again == set()
