@@ -60,7 +60,7 @@ class Settings(BaseSettings):
 
 @dataclass(frozen=True)
 class Topics:
-    """The topic names of DESIGN.md under a prefix (default ``rig.``).
+    """The topic names (README, "Data flow") under a prefix (default ``rig.``).
 
     Examples
     --------

@@ -45,7 +45,7 @@ __all__ = [
     "wait_for_broker",
 ]
 
-# The local broker's first group join waits half the session timeout (DESIGN.md).
+# The local broker's first group join waits half the session timeout (measured on tansu 0.6).
 SESSION_TIMEOUT_MS = 6000
 #: How long a reader's fetch may wait for data (librdkafka's default is 500 ms). The local
 #: broker holds every fetch this long, data or not, and a reader fetches in the background

@@ -14,7 +14,7 @@ Conventions shared by every function here:
 Verdicts do not use fixed thresholds: :func:`null_threshold` and
 :class:`NullThresholds` give the statistic's null quantile at the window's own
 count, because the noise of every statistic here shrinks with the count
-(DESIGN.md, "Drift statistics and sample size").
+(README, "Drift windows": a verdict names the count it was judged at).
 """
 
 from __future__ import annotations

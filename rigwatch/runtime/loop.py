@@ -169,6 +169,7 @@ class Runtime:
         self._spans: dict[tuple[str, int], list[int]] = {}  # (topic, partition) -> [first, last]
         self._assigned: set[tuple[str, int]] = set()
         self._newly_assigned: set[str] = set()
+        self._errors: dict[str, int] = {}  # non-fatal consumer errors by name
         self._consumer: Consumer | None = None
         self._producer: ReliableProducer | None = None
 
@@ -269,10 +270,10 @@ class Runtime:
                 raise KafkaException(err)
             elif err.code() != KafkaError._PARTITION_EOF:
                 # librdkafka retries transport errors itself; say what happened, keep going.
-                counter = self.metrics.consumer_errors.labels(self.metrics.service, err.name())
-                counter.inc()
-                if counter._value.get() in (1, 10, 100, 1000):  # type: ignore[attr-defined]
-                    log.warning("consumer error (%s so far): %s", int(counter._value.get()), err.str())  # type: ignore[attr-defined]
+                self.metrics.consumer_errors.labels(self.metrics.service, err.name()).inc()
+                seen = self._errors[err.name()] = self._errors.get(err.name(), 0) + 1
+                if seen in (1, 10, 100) or seen % 1000 == 0:  # a flapping broker must not flood the log
+                    log.warning("consumer error (%d of this kind so far): %s", seen, err.str())
         return batch
 
     def _tick(self) -> None:

@@ -1,4 +1,4 @@
-"""One contract for every class whose state goes to Redis or pickles (STYLE.md, after river's checks).
+"""One contract for every class whose state goes to Redis or pickles (after river's estimator checks).
 
 State outlives the process that built it, so it must come back from its storage
 answering exactly as before; a clone must be independent; public state classes

@@ -41,7 +41,7 @@ def test_stationary_real_windows_rarely_cross_the_threshold(real_dataset, psi_se
     # the bounds leave room for the sampling noise of 400 windows.
     assert (crossings / windows).mean() <= 0.02
     assert (crossings / windows).max() <= 0.04
-    # DESIGN.md measured a stationary PSI p99 of about 0.22 at n=100 with decile bins.
+    # Measured before: a stationary PSI p99 of about 0.22 at n=100 with decile bins.
     assert 0.1 < float(np.median(threshold)) < 0.4
 
 
