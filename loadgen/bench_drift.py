@@ -8,8 +8,8 @@ One run measures, each ``repeats`` times, on the same pre-encoded real readings
     in this process, one thread, on batches of ``batch`` readings: what every
     record costs before Redis. Split into decode, window grouping, counting
     (:meth:`DriftLayout.readings <rigwatch.drift.counts.DriftLayout.readings>`)
-    and hash-field building (:meth:`DriftLayout.fields
-    <rigwatch.drift.counts.DriftLayout.fields>`) in a second, separately timed pass.
+    and packing each window's counts (:func:`~rigwatch.windowing.pack_counts`, what a
+    checkpoint sends to Redis) in a second, separately timed pass.
 ``window_close``
     ``evaluate()`` and ``DriftHandler.window()`` per closed window of a few
     sizes, warm (null thresholds cached) and cold (first window of a fresh profile).
@@ -61,7 +61,7 @@ from rigwatch.harness import Process, cpu_seconds, stack_pids
 from rigwatch.model import ModelPackage
 from rigwatch.runtime.checkpoint import SourceSpan
 from rigwatch.schemas import Codecs
-from rigwatch.windowing import Updates
+from rigwatch.windowing import Updates, pack_counts
 from services.drift.handler import DriftHandler, window_groups
 
 __all__ = [
@@ -173,7 +173,7 @@ def measure_update_path(
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     out = [handler.readings(b, sources[: len(b)]) for b in batches]  # for Redis and the comparison
     n = len(encoded.values) * passes
-    fields = sum(len(u.ints) + len(u.floats) for batch in out for u in batch.updates)
+    packed = sum(len(pack_counts(*u.counts)) for batch in out for u in batch.updates if u.counts is not None)
 
     # The parts, in a second pass: a timer around every step would disturb the total above.
     decoder = BatchDecoder(codecs.sensor_reading)
@@ -196,7 +196,7 @@ def measure_update_path(
         records = np.bincount(groups, minlength=len(keys))
         t3 = time.perf_counter()
         for g in np.flatnonzero(records).tolist():
-            layout.fields(ints[g], floats[g])
+            pack_counts(ints[g], floats[g])
         t4 = time.perf_counter()
         for name, seconds in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             parts[name] += seconds
@@ -208,7 +208,7 @@ def measure_update_path(
         "wall_s": wall,
         "cpu_per_wall": cpu / wall,
         "updates_per_batch": sum(len(b.updates) for b in out) / len(out),
-        "hash_fields_per_event": fields / len(encoded.values),
+        "packed_bytes_per_event": packed / len(encoded.values),
     }
     for name, seconds in parts.items():
         result[f"{name}_us_per_event"] = seconds / n * 1e6
@@ -391,14 +391,13 @@ def measure_baseline(
     }, windows
 
 
-def _accumulate(layout: DriftLayout, batches: Sequence[Updates]) -> dict[tuple[str, int], dict[str, float]]:
-    """The Redis hash every window would hold after all batches (HINCRBY / HINCRBYFLOAT sums)."""
-    out: dict[tuple[str, int], dict[str, float]] = {}
+def _accumulate(layout: DriftLayout, batches: Sequence[Updates]) -> dict[tuple[str, int], list[bytes]]:
+    """The packed counts items every window would hold after all batches (one per batch)."""
+    out: dict[tuple[str, int], list[bytes]] = {}
     for batch in batches:
         for u in batch.updates:
-            hash_ = out.setdefault((u.subject, u.start_ms), {})
-            for name, value in (*u.ints.items(), *u.floats.items()):
-                hash_[name] = hash_.get(name, 0) + value
+            if u.counts is not None:
+                out.setdefault((u.subject, u.start_ms), []).append(pack_counts(*u.counts))
     return out
 
 
@@ -415,8 +414,8 @@ def agreement(
     """
     worst = dict.fromkeys(BASELINE_STATISTICS, 0.0)
     coarse_mismatch = windows = 0
-    for key, hash_ in _accumulate(layout, batches).items():
-        totals = layout.totals({k: str(v) for k, v in hash_.items()})
+    for key, items in _accumulate(layout, batches).items():
+        totals = layout.totals({}, items)
         if totals.readings < min_count or key not in baseline:
             continue
         windows += 1
@@ -933,13 +932,13 @@ def markdown(result: Mapping[str, Any]) -> str:
         ("decode", "decode (BatchDecoder + feature matrix)"),
         ("group", "window/subject grouping"),
         ("count", "counting (DriftLayout.readings)"),
-        ("fields", "hash fields (DriftLayout.fields)"),
+        ("fields", "packed counts (pack_counts)"),
         ("other", "rest of readings() (total − parts)"),
     ):
         lines.append(f"| µs/event: {label} | {_fmt(u.get(f'{part}_us_per_event'), '.2f')} |")
     lines += [
         f"| µs/event: total | {_fmt(u.get('us_per_event'), '.2f')} |",
-        f"| hash fields per event (sent to Redis) | {_fmt(u.get('hash_fields_per_event'), '.1f')} |",
+        f"| packed bytes per event (sent to Redis) | {_fmt(u.get('packed_bytes_per_event'), '.1f')} |",
         "",
         "| window close, per window | readings | hash fields | totals() ms | evaluate() ms "
         "| window() ms (all of it) | cold first window ms |",

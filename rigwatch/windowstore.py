@@ -16,6 +16,11 @@ sees the same windows. One Lua script per batch makes the batch atomic:
   ``lateness_ms``; records for a closed window are counted as late per
   subject, never silently dropped nor added to a window already reported.
 
+A window is a hash of additive fields (``HINCRBY``, ``HINCRBYFLOAT``, maxima)
+and a list of items; dense counts (:attr:`Update.counts <rigwatch.windowing.Update.counts>`,
+thousands of histogram bins) go to the list as one packed item per batch, which
+costs Redis one ``RPUSH`` of a few kilobytes instead of an update per bin.
+
 Closing moves windows to a *sealed* set; an emitter (one at a time, under a
 lock) reads a sealed window, publishes it, and only then deletes it, so a
 crash between the two publishes it again (at-least-once), never loses it.
@@ -38,7 +43,7 @@ from rigwatch.runtime.checkpoint import (
     raise_if_stale,
     span_args,
 )
-from rigwatch.windowing import Update, window_start
+from rigwatch.windowing import Update, pack_counts, window_start
 
 __all__ = ["WindowStore"]
 
@@ -238,8 +243,9 @@ class WindowStore:
             for fields in (u.ints, u.floats, u.maxes):
                 argv.append(len(fields))
                 argv.extend(chain.from_iterable(fields.items()))
-            argv.append(len(u.items))
-            argv.extend(u.items)
+            items = u.items if u.counts is None else [*u.items, pack_counts(*u.counts)]
+            argv.append(len(items))
+            argv.extend(items)
         argv.extend(extension_args)
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
         result = self._apply(keys=keys, args=argv)
@@ -322,6 +328,16 @@ class WindowStore:
         pipe.hget(self._keys["late"], subject)
         fields, late = pipe.execute()
         return fields, int(late or 0)
+
+    def read_window(self, subject: str, start_ms: int) -> tuple[dict[bytes, bytes], list[bytes], int]:
+        """:meth:`read` and :meth:`read_items` in one round trip: hash, items, late records."""
+        key = self._window_key(subject, start_ms)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(key)
+        pipe.lrange(key + ":items", 0, -1)
+        pipe.hget(self._keys["late"], subject)
+        fields, items, late = pipe.execute()
+        return fields, [item if isinstance(item, bytes) else item.encode() for item in items], int(late or 0)
 
     def read_items(self, subject: str, start_ms: int) -> list[bytes]:
         """The items appended to a window (:attr:`Update.items`), in the order they were added."""

@@ -4,16 +4,20 @@ The drift processor never keeps raw events. Every record adds to fixed-size
 count vectors per window and subject (histogram bins, missing and
 out-of-range counts, sums), so the state of a window is the sum of its
 batches' contributions: batches from any partition or worker merge by
-addition (Redis ``HINCRBY``), and the statistics are computed once, from the
-totals, when the window closes.
+addition, and the statistics are computed once, from the totals, when the
+window closes.
 
-A :class:`DriftLayout` names every slot. Integer slots are hash fields
-``"<index>"``, float slots ``"f<index>"``, so one Redis hash holds a window.
+A :class:`DriftLayout` names every slot. The drift service hands a window's
+vectors to the store as :attr:`Update.counts <rigwatch.windowing.Update.counts>`:
+one packed item per window and checkpoint (:func:`~rigwatch.windowing.pack_counts`),
+added up when the window is read. A window can also hold its counts as hash
+fields (integer slots ``"<index>"``, float slots ``"f<index>"``, added with
+``HINCRBY``; :meth:`DriftLayout.fields`): :meth:`DriftLayout.totals` adds both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rigwatch.drift.profile import DriftProfile
+from rigwatch.windowing import unpack_counts
 
 __all__ = ["DriftLayout", "WindowTotals"]
 
@@ -215,8 +220,14 @@ class DriftLayout:
             dict(zip(self._float_names[fz].tolist(), floats[fz].tolist(), strict=True)),
         )
 
-    def totals(self, hash_fields: Mapping[Any, Any]) -> WindowTotals:
-        """A window's totals from its Redis hash (missing fields are 0)."""
+    def totals(self, hash_fields: Mapping[Any, Any], packed: Iterable[bytes] = ()) -> WindowTotals:
+        """A window's totals: its Redis hash (missing fields are 0) plus its *packed* counts items.
+
+        Raises
+        ------
+        ValueError
+            A packed item is malformed or was written for another layout.
+        """
         ints = np.zeros(self.n_int, dtype=np.int64)
         floats = np.zeros(self.n_float)
         for key, value in hash_fields.items():
@@ -225,6 +236,10 @@ class DriftLayout:
                 floats[int(name[1:])] = float(value)
             else:
                 ints[int(name)] = int(value)
+        for item in packed:
+            more_ints, more_floats = unpack_counts(item, self.n_int, self.n_float)
+            ints += more_ints
+            floats += more_floats
         s, f = self.int_slots, self.float_slots
         shape = (self.n_features, -1)
         return WindowTotals(

@@ -49,29 +49,40 @@ class RedisWait:
         self.stop, self.gauge = stop, gauge
         self.on_pause, self.on_resume = on_pause, on_resume
         self.outages = 0
+        # Held here, not per call: a call may nest another (a tick checkpoints first), and
+        # one outage is said, paused for and resumed from once whichever call meets it.
+        self._down_since: float | None = None
 
     def call(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, retried for as long as Redis is unreachable."""
-        down_since: float | None = None
         delay = 0.1
         while True:
             try:
                 result = fn(*args)
             except REDIS_DOWN as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    self.outages += 1
-                    self.gauge.set(1)
-                    log.warning("Redis unreachable (%s): consumption paused, retrying until it is back", exc)
-                    self.on_pause()
+                self._went_down(exc)
                 if self.stop.wait(delay):
                     raise StoppedWhileWaiting("stopped while Redis was unreachable") from exc
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 continue
-            if down_since is not None:
-                self.gauge.set(0)
-                log.warning(
-                    "Redis reachable again after %.1f s: consumption resumed", time.monotonic() - down_since
-                )
-                self.on_resume()
+            self._came_back()
             return result
+
+    def _went_down(self, exc: Exception) -> None:
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        self.outages += 1
+        self.gauge.set(1)
+        log.warning("Redis unreachable (%s): consumption paused, retrying until it is back", exc)
+        self.on_pause()
+
+    def _came_back(self) -> None:
+        if self._down_since is None:
+            return
+        self.gauge.set(0)
+        log.warning(
+            "Redis reachable again after %.1f s: consumption resumed", time.monotonic() - self._down_since
+        )
+        self._down_since = None
+        self.on_resume()

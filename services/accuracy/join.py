@@ -28,20 +28,62 @@ JOINED = "joined"
 # n_predictions x (event_id, version, event_ms, estimated p(correct), payload),
 # then n_actuals x (event_id, observed_ms, payload).
 # Reports {joined pairs, duplicate predictions, duplicate actuals}.
+#
+# Per record the script only touches the event's join state (a prediction:
+# HEXISTS, GET, HSET; an actual: SET NX, HGETALL, HSET per waiting version).
+# What goes into windows is gathered in Lua tables and written at the end, per
+# window in the order first touched: open_window() once with the window's
+# record count (late records count as before), one HINCRBY per counter, the
+# pair items by RPUSH in chunks; the expiry times go by ZADD GT in chunks.
+# The estimates stay one HINCRBYFLOAT each, in record order: Redis adds in long
+# double and rounds every sum to 17 decimals, so a sum made in Lua would change
+# the last digits of ``estimated_correct``. Every key ends as the per-record
+# script left it, down to the order of hash fields and list items.
 JOIN_LUA = r"""
 local ns = ARGV[i]
 local size, horizon = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
 i = i + 3
 local joined, dup_predictions, dup_actuals = 0, 0, 0
+-- Chunk size of unpack(): very many values would overflow Lua's C stack.
+local CHUNK = 1000
 
 local function window_start(t) return t - t % size end
 
-local function count_in(subject, start, fields, floats, item)
-  local key = open_window(subject, start, 1)
-  if not key then return end
-  for name, n in pairs(fields) do redis.call('HINCRBY', key, name, n) end
-  for name, x in pairs(floats) do redis.call('HINCRBYFLOAT', key, name, x) end
-  if item then redis.call('RPUSH', key .. ':items', item) end
+-- Gathered window updates: subject -> start -> updates, and the windows in the order first touched.
+local windows, touched = {}, {}
+
+-- A window's gathered updates, with one more record counted for it.
+local function window(subject, start)
+  local by_start = windows[subject]
+  if not by_start then
+    by_start = {}
+    windows[subject] = by_start
+  end
+  local w = by_start[start]
+  if w then
+    w.records = w.records + 1
+  else
+    -- fields: the counters in the order first added (a hash keeps its fields in that order).
+    w = {subject = subject, start = start, records = 1, fields = {}, predictions = 0, estimates = {},
+         labelled = 0, items = {}}
+    by_start[start] = w
+    touched[#touched + 1] = w
+  end
+  return w
+end
+
+local function count_prediction(subject, start, estimate)
+  local w = window(subject, start)
+  if w.predictions == 0 then w.fields[#w.fields + 1] = 'predictions' end
+  w.predictions = w.predictions + 1
+  w.estimates[w.predictions] = estimate
+end
+
+local function count_pair(subject, start, item)
+  local w = window(subject, start)
+  if w.labelled == 0 then w.fields[#w.fields + 1] = 'labelled' end
+  w.labelled = w.labelled + 1
+  w.items[w.labelled] = item
 end
 
 local function pair(version, prediction, actual)
@@ -49,13 +91,16 @@ local function pair(version, prediction, actual)
   local observed_ms = tonumber(string.match(actual, '^[^\31]*\31([^\31]*)'))
   local start = window_start(math.max(tonumber(event_ms), observed_ms))
   local item = prediction .. '\31' .. actual
-  count_in(version, start, {labelled = 1}, {}, item)
-  count_in('rig:' .. rig, start, {labelled = 1}, {}, item)
+  count_pair(version, start, item)
+  count_pair('rig:' .. rig, start, item)
   joined = joined + 1
 end
 
+-- Expiry times as ZADD arguments (score, member, ...), added once at the end.
+local expiry = {}
 local function expire_after(event_id, t)
-  redis.call('ZADD', ns .. 'expiry', 'GT', t + horizon, event_id)
+  expiry[#expiry + 1] = t + horizon
+  expiry[#expiry + 1] = event_id
 end
 
 local n = tonumber(ARGV[i]); i = i + 1
@@ -64,13 +109,15 @@ for k = 1, n do
   local estimate, payload = ARGV[i + 3], ARGV[i + 4]
   i = i + 5
   local pkey = ns .. 'p:' .. event_id
+  -- Not HSETNX: on a field that exists it still converts a small hash to a hashtable when the
+  -- payload is long, which changes the order HGETALL gives the versions (and so of their pairs).
   if redis.call('HEXISTS', pkey, version) == 1 then
     dup_predictions = dup_predictions + 1
   else
     local rig = string.match(payload, '^([^\31]*)')
     local start = window_start(event_ms)
-    count_in(version, start, {predictions = 1}, {estimated_correct = estimate}, nil)
-    count_in('rig:' .. rig, start, {predictions = 1}, {estimated_correct = estimate}, nil)
+    count_prediction(version, start, estimate)
+    count_prediction('rig:' .. rig, start, estimate)
     local actual = redis.call('GET', ns .. 'a:' .. event_id)
     if actual then
       redis.call('HSET', pkey, version, 'joined')
@@ -86,20 +133,41 @@ n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local event_id, observed_ms, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   i = i + 3
-  local akey = ns .. 'a:' .. event_id
-  if redis.call('EXISTS', akey) == 1 then
+  if not redis.call('SET', ns .. 'a:' .. event_id, payload, 'NX') then
     dup_actuals = dup_actuals + 1  -- the first label of an event wins
   else
-    redis.call('SET', akey, payload)
-    local waiting = redis.call('HGETALL', ns .. 'p:' .. event_id)
+    local pkey = ns .. 'p:' .. event_id
+    local waiting = redis.call('HGETALL', pkey)
     for w = 1, #waiting, 2 do
       if waiting[w + 1] ~= 'joined' then
-        redis.call('HSET', ns .. 'p:' .. event_id, waiting[w], 'joined')
+        redis.call('HSET', pkey, waiting[w], 'joined')
         pair(waiting[w], waiting[w + 1], payload)
       end
     end
     expire_after(event_id, observed_ms)
   end
+end
+
+for _, w in ipairs(touched) do
+  local key = open_window(w.subject, w.start, w.records)
+  if key then
+    for _, field in ipairs(w.fields) do
+      if field == 'predictions' then
+        redis.call('HINCRBY', key, 'predictions', w.predictions)
+        for _, estimate in ipairs(w.estimates) do
+          redis.call('HINCRBYFLOAT', key, 'estimated_correct', estimate)
+        end
+      else
+        redis.call('HINCRBY', key, 'labelled', w.labelled)
+      end
+    end
+    for first = 1, #w.items, CHUNK do
+      redis.call('RPUSH', key .. ':items', unpack(w.items, first, math.min(first + CHUNK - 1, #w.items)))
+    end
+  end
+end
+for first = 1, #expiry, CHUNK do
+  redis.call('ZADD', ns .. 'expiry', 'GT', unpack(expiry, first, math.min(first + CHUNK - 1, #expiry)))
 end
 extension = {joined, dup_predictions, dup_actuals}
 """

@@ -51,10 +51,10 @@ class DriftService(WindowedService):
             first_of_subject = subject not in detectors
             if first_of_subject:
                 detectors[subject] = self.handler.load_detectors(self.store.load_state(subject))
-            fields, late = self.store.read(subject, start)
+            fields, items, late = self.store.read_window(subject, start)
             # Late records not yet reported go with the subject's first window of this round only.
             late = late if first_of_subject else 0
-            record = self.handler.window(subject, start, fields, late, detectors[subject])
+            record = self.handler.window(subject, start, fields, late, detectors[subject], items)
             # State as of this window: a crash before its finish() re-emits it from here.
             done.append((subject, start, late, self.handler.dump_detectors(detectors[subject]), record))
         publish(self.window_output(record) for *_, record in done)

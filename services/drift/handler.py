@@ -13,15 +13,8 @@ from rigwatch.drift.detectors import ChangeDetectors
 from rigwatch.drift.evaluate import evaluate
 from rigwatch.drift.profile import DriftProfile
 from rigwatch.fastcodec import BatchDecoder
-from rigwatch.windowing import (
-    Update,
-    Updates,
-    decode_valid,
-    max_event_per_source,
-    metric_window,
-    segment,
-    window_start,
-)
+from rigwatch.windowing import Update, Updates, metric_window, segment, window_start
+from services.drift.predictions import PredictionReader, factorize
 
 __all__ = ["DriftHandler", "window_groups"]
 
@@ -30,13 +23,33 @@ def window_groups(
     times: np.ndarray, rigs: Sequence[str], size_ms: int, version: str
 ) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
     """``(subject, window start)`` keys, and per row its version group and its rig segment group."""
+    return _window_groups(times, *factorize(rigs), size_ms, version)
+
+
+def _window_groups(
+    times: np.ndarray, rigs: Sequence[str], rig_index: np.ndarray, size_ms: int, version: str
+) -> tuple[list[tuple[str, int]], np.ndarray, np.ndarray]:
+    """:func:`window_groups` of rows whose rig is ``rigs[rig_index]`` (*rigs* distinct and sorted)."""
     starts = window_start(times, size_ms)
     uniq_starts, start_idx = np.unique(starts, return_inverse=True)
-    uniq_rigs, rig_idx = np.unique(np.asarray(rigs, dtype=object), return_inverse=True)
+    start_idx = start_idx.reshape(-1)
     n_windows = len(uniq_starts)
-    keys = [(version, int(s)) for s in uniq_starts]
-    keys += [(segment(str(r)), int(s)) for r in uniq_rigs for s in uniq_starts]
-    return keys, start_idx, n_windows + rig_idx * n_windows + start_idx
+    keys = [(version, int(s)) for s in uniq_starts.tolist()]
+    keys += [(segment(r), s) for r in rigs for _, s in keys[:n_windows]]
+    return keys, start_idx, n_windows + rig_index * n_windows + start_idx
+
+
+def _max_event_per_source(sources: Sequence[str], rows: np.ndarray, times: np.ndarray) -> dict[str, int]:
+    """:func:`~rigwatch.windowing.max_event_per_source` of rows *rows* of a batch read from *sources*."""
+    distinct = set(sources)
+    if len(distinct) == 1:
+        t = int(times.max(initial=-1))
+        return {next(iter(distinct)): t} if t > -1 else {}
+    at = {source: k for k, source in enumerate(distinct)}
+    codes = np.fromiter((at[s] for s in sources), np.int64, len(sources))[rows]
+    best = np.full(len(at), -1, np.int64)
+    np.maximum.at(best, codes, times)
+    return {source: int(best[k]) for source, k in at.items() if best[k] > -1}
 
 
 class DriftHandler:
@@ -59,22 +72,20 @@ class DriftHandler:
         self.layout = DriftLayout(profile)
         self.size_ms, self.min_count = size_ms, min_count
         self._decoder = BatchDecoder(readings)
-        self._predictions = predictions
+        self._predictions = PredictionReader(predictions, profile.classes, profile.model_version)
         self._columns: np.ndarray | None = None
-        self._class_index = {label: k for k, label in enumerate(profile.classes)}
 
     # ------------------------------------------------------------ batches -> updates
 
+    @staticmethod
     def _updates(
-        self, keys: list[tuple[str, int]], ints: np.ndarray, floats: np.ndarray, records: np.ndarray
+        keys: list[tuple[str, int]], ints: np.ndarray, floats: np.ndarray, records: np.ndarray
     ) -> list[Update]:
-        out = []
-        for g, (subject, start) in enumerate(keys):
-            if records[g] == 0:
-                continue
-            i, f = self.layout.fields(ints[g], floats[g])
-            out.append(Update(subject, start, int(records[g]), i, f))
-        return out
+        """One update per window with records: its rows of *ints* and *floats* as dense counts."""
+        return [
+            Update(keys[g][0], keys[g][1], int(records[g]), counts=(ints[g], floats[g]))
+            for g in np.flatnonzero(records).tolist()
+        ]
 
     def readings(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
         """Updates from SensorReading bytes read from *sources* (``topic/partition`` per value).
@@ -97,33 +108,33 @@ class DriftHandler:
         )
         ints, floats = self.layout.readings(x, [version_group, segment_group], len(keys))
         records = np.bincount(np.concatenate([version_group, segment_group]), minlength=len(keys))
-        row_sources = [sources[i] for i in batch.index.tolist()]
         return Updates(
             self._updates(keys, ints, floats, records),
-            max_event_per_source(row_sources, times.tolist()),
+            _max_event_per_source(sources, batch.index, times),
             len(batch.rejects),
         )
 
     def predictions(self, values: Sequence[bytes | None], sources: Sequence[str]) -> Updates:
-        """Updates from Prediction bytes (decoded one by one: they hold a map), as :meth:`readings`."""
-        decoded, decoded_sources, bad = decode_valid(
-            self._predictions, values, sources, lambda r: r["predicted_label"] in self._class_index
+        """Updates from Prediction bytes, as :meth:`readings`.
+
+        Records that do not decode or predict a label that is not one of the model's
+        classes are counted, not used.
+        """
+        batch = self._predictions.read(values)
+        if not len(batch):
+            return Updates([], {}, batch.unusable)
+        keys, version_group, segment_group = _window_groups(
+            batch.event_time, batch.rigs, batch.rig, self.size_ms, self.profile.model_version
         )
-        if not decoded:
-            return Updates([], {}, bad)
-        times = np.array([r["event_time"] for r in decoded], dtype=np.int64)
-        keys, version_group, segment_group = window_groups(
-            times, [r["rig_id"] for r in decoded], self.size_ms, self.profile.model_version
+        groups = [version_group, segment_group]
+        ints, floats = self.layout.predictions(
+            batch.label, batch.confidence, batch.same_version, groups, len(keys)
         )
-        cls = np.array([self._class_index[r["predicted_label"]] for r in decoded])
-        conf = np.array([r["confidence"] for r in decoded], dtype=np.float64)
-        mine = np.array([r["model_version"] == self.profile.model_version for r in decoded])
-        ints, floats = self.layout.predictions(cls, conf, mine, [version_group, segment_group], len(keys))
-        records = np.bincount(np.concatenate([version_group, segment_group]), minlength=len(keys))
+        records = np.bincount(np.concatenate(groups), minlength=len(keys))
         return Updates(
             self._updates(keys, ints, floats, records),
-            max_event_per_source(decoded_sources, times.tolist()),
-            bad,
+            _max_event_per_source(sources, batch.index, batch.event_time),
+            batch.unusable,
         )
 
     # ------------------------------------------------------------ closed window -> record
@@ -139,9 +150,11 @@ class DriftHandler:
         fields: dict[bytes, bytes],
         late: int,
         detectors: ChangeDetectors,
+        items: Sequence[bytes] = (),
     ) -> dict[str, object]:
-        """The MetricWindow record of a closed window; feeds *detectors* (in window order)."""
-        totals = self.layout.totals(fields)
+        """The MetricWindow record of a closed window (its hash *fields* and packed counts
+        *items*); feeds *detectors* (in window order)."""
+        totals = self.layout.totals(fields, items)
         metrics, detail = evaluate(self.profile, totals, self.min_count)
         metrics["late_records"] = float(late)
         if "drift" in metrics:

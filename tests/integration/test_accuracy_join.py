@@ -96,6 +96,24 @@ class Join:
         self._next[source] = first + len(values)
         return [int(x) for x in extension]
 
+    def checkpoint(self, predictions: list[bytes], actuals: list[bytes]) -> tuple[dict[str, int], list[int]]:
+        """Apply predictions and actuals in one call, as a service's checkpoint does: ``(late, report)``."""
+        p, a = (
+            self.handler.predictions(predictions, [P] * len(predictions)),
+            self.handler.actuals(actuals, [A] * len(actuals)),
+        )
+        spans = []
+        for source, values, updates in ((P, predictions, p), (A, actuals, a)):
+            if values:
+                first = self._next.get(source, 0)
+                spans.append(
+                    SourceSpan(source, first, first + len(values) - 1, updates.max_event_ms.get(source, -1))
+                )
+                self._next[source] = first + len(values)
+        args = self.handler.join_args(p.extension | a.extension)
+        late, extension = self.store.apply_batch(spans, [], 0, (), args)
+        return late, [int(x) for x in extension]
+
     def predict(self, *values: bytes, source: str = P, first: int | None = None) -> list[int]:
         """Apply one batch of predictions; the join's report ``[joined, dup predictions, dup actuals]``."""
         return self._feed("predictions", list(values), source, first)
@@ -349,3 +367,64 @@ def test_expiry_works_through_in_batches_of_its_limit(j: Join) -> None:
     assert j.sweep(watermark, limit=3) == [0, 0, 0]
     assert j.unlabelled() == {"v1": 5, "rig:rig-7": 5}
     assert j.join_keys() == set()
+
+
+def test_one_checkpoint_leaves_what_its_records_leave_applied_one_at_a_time(stack: Endpoints) -> None:
+    """The join gathers a call's window updates and writes them per window at the end: nothing may change."""
+    client = Redis.from_url(stack.redis_url)
+    batched, single = Join(client), Join(client)
+    challenger = {"model_version": "v2", "role": "challenger", "predicted_label": "3", "confidence": 0.5}
+    for j in (batched, single):
+        j.store.seal_before(T0)  # windows before T0 are closed: their records count as late
+        # Waiting before the checkpoint: a prediction (e2) and a label (e3).
+        assert j.checkpoint([_prediction("e2", confidence=0.75)], [_actual("e3")]) == ({}, [0, 0, 0])
+
+    predictions = [
+        _prediction("e1"),
+        _prediction("e1", **challenger),
+        _prediction("e1", scored_time=T0 + 9_000),  # re-sent: a duplicate
+        _prediction("e3", confidence=0.8125),  # joins the kept label at once
+        # In the window of that pair: the window got "labelled" before "predictions".
+        _prediction("e8", event_time=T0 + 21_000, confidence=0.65),
+        _prediction("e4", event_time=T0 - 5_000, confidence=0.9),  # a closed window: late
+        _prediction("e5", rig_id="rig-2", event_time=T0 + 14_000, confidence=0.7),
+        _prediction("e6", event_time=T0 + 3_700, confidence=0.6),
+    ]
+    actuals = [
+        _actual("e1"),  # joins both versions' predictions of this checkpoint
+        _actual("e2", label="20"),
+        _actual("e1", label="3"),  # a second label: a duplicate
+        _actual("e4", observed_time=T0 - 4_000),  # its pair's window is closed too: late
+        _actual("e5", observed_time=T0 + 14_500),
+        _actual("e7"),  # no prediction (yet)
+    ]
+    late, report = batched.checkpoint(predictions, actuals)
+    one_by_one: dict[str, int] = {}
+    totals = [0, 0, 0]
+    calls: list[tuple[list[bytes], list[bytes]]] = [([p], []) for p in predictions]
+    calls += [([], [a]) for a in actuals]
+    for call in calls:
+        part, counts = single.checkpoint(*call)
+        for subject, n in part.items():
+            one_by_one[subject] = one_by_one.get(subject, 0) + n
+        totals = [x + y for x, y in zip(totals, counts, strict=True)]
+
+    assert report == totals == [6, 1, 1]
+    # The late prediction and the late pair, once for the version and once for the rig.
+    assert late == one_by_one == {"v1": 2, "rig:rig-7": 2}
+
+    def exact(snapshot: dict[str, Any]) -> dict[str, Any]:
+        # Hash fields in Redis' order, so the order a window's fields were created in counts too.
+        return {k: list(v.items()) if isinstance(v, dict) else v for k, v in snapshot.items()}
+
+    assert exact(batched.snapshot()) == exact(single.snapshot())
+    # Nothing trivial was compared: windows with pairs and with summed estimates exist.
+    assert batched.item_lists() == {
+        f"{T0 + 20_000}:v1",
+        f"{T0 + 20_000}:v2",
+        f"{T0 + 20_000}:rig:rig-7",
+        f"{T0 + 10_000}:v1",
+        f"{T0 + 10_000}:rig:rig-2",
+    }
+    assert float(batched.fields("v1", T0)["estimated_correct"]) == pytest.approx(0.625 + 0.75 + 0.8125 + 0.6)
+    client.close()

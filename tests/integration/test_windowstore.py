@@ -8,12 +8,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from redis import Redis
 
 from rigwatch.runtime.checkpoint import HashState, SourceSpan, StaleBatch
 from rigwatch.stack import Endpoints
-from rigwatch.windowing import Update
+from rigwatch.windowing import Update, unpack_counts
 from rigwatch.windowstore import WindowStore
 
 pytestmark = pytest.mark.integration
@@ -399,3 +400,33 @@ def test_hash_state_shares_the_offset_guard_a_stale_span_writes_nothing(
     with pytest.raises(StaleBatch):
         ws.apply([SourceSpan(A, 20, 25, 1_000)], [Update("m1", 1_000, 1, {"n": 1})], now_ms=0)
     assert ws.read("m1", 1_000) == ({}, 0)
+
+
+def test_dense_counts_are_one_packed_item_per_batch_added_up_on_read_never_to_a_closed_window(
+    store: StoreFactory,
+) -> None:
+    ws = store()
+    ones = (np.ones(2_000, np.int64), np.full(1_500, 0.25))
+    twos = (np.full(2_000, 2, np.int64), np.full(1_500, 0.5))
+    ws.apply([SourceSpan(A, 0, 9, 1_200)], [Update("m1", 1_000, 10, {"n": 10}, counts=ones)], now_ms=0)
+    ws.apply([SourceSpan(B, 0, 4, 1_300)], [Update("m1", 1_000, 5, counts=twos)], now_ms=0)
+    fields, items, late = ws.read_window("m1", 1_000)
+    assert fields == {b"n": b"10"} and late == 0 and len(items) == 2
+    assert items == ws.read_items("m1", 1_000)
+    totals = [unpack_counts(item, 2_000, 1_500) for item in items]
+    assert sum(i for i, _ in totals).tolist() == [3] * 2_000
+    assert sum(f for _, f in totals).tolist() == [0.75] * 1_500
+
+    # A replay is refused whole: no item is appended.
+    with pytest.raises(StaleBatch):
+        ws.apply([SourceSpan(A, 5, 12, 1_400)], [Update("m1", 1_000, 8, counts=ones)], now_ms=0)
+    assert len(ws.read_window("m1", 1_000)[1]) == 2
+
+    # Closed: later counts for it are late records of the subject, and no item is added.
+    assert ws.seal_before(2_000) == 1
+    late_now = ws.apply([SourceSpan(A, 10, 12, 2_100)], [Update("m1", 1_000, 3, counts=twos)], now_ms=0)
+    assert late_now == {"m1": 3}
+    _, items, late = ws.read_window("m1", 1_000)
+    assert len(items) == 2 and late == 3
+    ws.finish("m1", 1_000, late_reported=3)
+    assert ws.read_window("m1", 1_000) == ({}, [], 0)

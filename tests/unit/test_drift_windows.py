@@ -19,6 +19,7 @@ from rigwatch.drift import (
     psi,
 )
 from rigwatch.schemas import Codecs
+from rigwatch.windowing import Pending, Update, Updates, pack_counts
 from services.drift.handler import DriftHandler
 
 
@@ -177,12 +178,59 @@ def test_handler_counts_each_reading_for_its_version_and_its_rig(profile, real_d
     assert updates.max_event_ms == {"r/0": 1500, "r/1": 900}
     assert updates.undecodable == 1
 
-    totals = {}
-    for u in updates.updates:
-        if (u.subject, u.start_ms) == (version, 0):
-            totals = dict(u.ints) | dict(u.floats)
-    record = handler.window(version, 0, totals, late=4, detectors=handler.new_detectors())
+    # The window's counts go to Redis as one packed item (no hash fields).
+    (window,) = [u for u in updates.updates if (u.subject, u.start_ms) == (version, 0)]
+    assert not window.ints and not window.floats and window.counts is not None
+    packed = [pack_counts(*window.counts)]
+    record = handler.window(version, 0, {}, late=4, detectors=handler.new_detectors(), items=packed)
     decoded = codecs.metric_window.decode(codecs.metric_window.encode(record))
     assert (decoded["kind"], decoded["count"], decoded["window_end"]) == ("drift", 2, 1000)
     assert decoded["metrics"]["late_records"] == 4
     assert json.loads(decoded["detail"])["model_version"] == version
+
+
+def test_packed_counts_give_the_totals_and_statistics_of_the_hash_fields(profile, features) -> None:
+    """Batches merged per checkpoint (Pending) and packed add up to what HINCRBY fields held."""
+    layout = DriftLayout(profile)
+    rng = np.random.default_rng(8)
+    checkpoints: list[Pending] = []
+    hash_: dict[str, float] = {}
+    for k in range(9):
+        if k % 3 == 0:
+            checkpoints.append(Pending())
+        x = features[rng.integers(len(features), size=150)].astype(np.float64)
+        x[rng.random(x.shape) < 0.03] = np.nan
+        ints, floats = layout.readings(x, [np.zeros(len(x), dtype=int)], 1)
+        p_ints, p_floats = layout.predictions(
+            rng.integers(0, 3, 60), rng.random(60), rng.random(60) < 0.9, [np.zeros(60, dtype=int)], 1
+        )
+        for i, f in ((ints[0], floats[0]), (p_ints[0], p_floats[0])):
+            checkpoints[-1].add(Updates([Update("v", 0, 1, counts=(i, f))], {}), records=1)
+            fields_i, fields_f = layout.fields(i, f)
+            for name, value in (fields_i | fields_f).items():
+                hash_[name] = hash_.get(name, 0) + value
+    items = []
+    for pending in checkpoints:
+        (update,) = pending.updates()
+        assert update.counts is not None
+        items.append(pack_counts(*update.counts))
+    from_fields = layout.totals({k.encode(): repr(v).encode() for k, v in hash_.items()})
+    from_items = layout.totals({}, items)
+    for name in ("coarse", "fine", "missing", "below", "above", "classes", "confidence"):
+        np.testing.assert_array_equal(getattr(from_items, name), getattr(from_fields, name))
+    for name in ("readings", "predictions", "other_version"):
+        assert getattr(from_items, name) == getattr(from_fields, name)
+    np.testing.assert_allclose(from_items.sums, from_fields.sums, rtol=1e-14)
+    np.testing.assert_allclose(from_items.fine_sums, from_fields.fine_sums, rtol=1e-14, atol=1e-12)
+    assert from_items.confidence_sum == pytest.approx(from_fields.confidence_sum, rel=1e-14)
+    m_items, d_items = evaluate(profile, from_items, 30)
+    m_fields, d_fields = evaluate(profile, from_fields, 30)
+    assert m_items.keys() == m_fields.keys() and d_items["verdict"] == d_fields["verdict"]
+    for name, value in m_fields.items():
+        assert m_items[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    # A window with both (fields of an older worker, items of a newer one) adds them.
+    half = layout.totals({k.encode(): repr(v).encode() for k, v in hash_.items()}, items)
+    np.testing.assert_array_equal(half.fine, 2 * from_fields.fine)
+    # An item of another layout is refused, not misread.
+    with pytest.raises(ValueError, match="another layout"):
+        layout.totals({}, [pack_counts(np.ones(3, np.int64), np.ones(2))])

@@ -451,6 +451,30 @@ def test_redis_wait_retries_through_an_outage_and_says_so_once(caplog: pytest.Lo
     assert sum("Redis reachable again" in m for m in messages) == 1
 
 
+def test_an_outage_met_by_nested_calls_is_said_paused_for_and_resumed_from_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A tick checkpoints inside its own call: Redis can go down between the two.
+    stop, events = FakeStop(), []
+    gauge = RuntimeMetrics(CollectorRegistry(), SERVICE).redis_unavailable
+    wait = RedisWait(cast(Any, stop), gauge, lambda: events.append("pause"), lambda: events.append("resume"))
+    inner = [_outage(0), _outage(2)]  # the first checkpoint gets through, the retried one meets the outage
+    outer = _outage(1)
+
+    def tick() -> str:
+        wait.call(inner.pop(0))
+        return outer()
+
+    with caplog.at_level(logging.WARNING, logger="rigwatch.runtime"):
+        assert wait.call(tick) == "ok"
+
+    assert events == ["pause", "resume"]
+    assert wait.outages == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Redis unreachable" in m for m in messages) == 1
+    assert sum("Redis reachable again" in m for m in messages) == 1
+
+
 def test_redis_wait_without_an_outage_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     stop, events = FakeStop(), []
     gauge = RuntimeMetrics(CollectorRegistry(), SERVICE).redis_unavailable
