@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     topic_prefix: str = "rig."
     run_dir: Path = Path(".rigwatch/run")
     model_dir: Path = Path(".rigwatch/models/cooler")
+    #: The model store: every registered package, one folder per version (``rigwatch models``).
+    model_store: Path = Path(".rigwatch/store")
 
     @property
     def topics(self) -> Topics:
@@ -50,6 +52,7 @@ class Settings(BaseSettings):
             "RIGWATCH_TOPIC_PREFIX": self.topic_prefix,
             "RIGWATCH_RUN_DIR": str(self.run_dir.resolve()),
             "RIGWATCH_MODEL_DIR": str(self.model_dir.resolve()),
+            "RIGWATCH_MODEL_STORE": str(self.model_store.resolve()),
         }
         if self.bootstrap:
             env["RIGWATCH_BOOTSTRAP"] = self.bootstrap
@@ -94,6 +97,41 @@ class Topics:
     def alerts(self) -> str:
         return f"{self.prefix}alerts"
 
+    @property
+    def deployments(self) -> str:
+        """Which version each deployment serves; compacted, key = deployment name."""
+        return f"{self.prefix}deployments"
+
+    @property
+    def audit(self) -> str:
+        """Every lifecycle change and refusal; kept forever."""
+        return f"{self.prefix}audit"
+
+    @property
+    def scorer_status(self) -> str:
+        """Scorers' heartbeats (the version each serves); compacted, key = scorer id."""
+        return f"{self.prefix}scorer-status"
+
+    def control(self) -> tuple[str, ...]:
+        """The control-plane topics (model lifecycle), created with :meth:`configs`."""
+        return (self.deployments, self.audit, self.scorer_status)
+
+    def configs(self) -> dict[str, dict[str, str]]:
+        """Topic-level settings the topics are created with; the others take the broker's defaults.
+
+        Examples
+        --------
+        >>> Topics("rig.").configs()["rig.audit"]
+        {'cleanup.policy': 'delete', 'retention.ms': '-1'}
+        """
+        compact = {"cleanup.policy": "compact"}
+        return {
+            self.deployments: dict(compact),
+            # An audit trail that expires is not one: no time or size limit.
+            self.audit: {"cleanup.policy": "delete", "retention.ms": "-1"},
+            self.scorer_status: dict(compact),
+        }
+
     def all(self) -> tuple[str, ...]:
         return (
             self.sensor_readings,
@@ -102,4 +140,5 @@ class Topics:
             self.actuals,
             self.metrics,
             self.alerts,
+            *self.control(),
         )

@@ -28,14 +28,17 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from rigwatch.config import Topics
 from rigwatch.exceptions import ConfigError, DeliveryError, StackError
 
 __all__ = [
+    "CONTROL_PARTITIONS",
     "ENV_PREFIX",
     "ReliableProducer",
     "StopFlag",
     "TopicReader",
     "client_config",
+    "create_rig_topics",
     "create_topics",
     "delete_topics",
     "fetched_high",
@@ -246,11 +249,41 @@ def wait_for_broker(bootstrap: str, timeout: float = 30.0) -> None:
         raise StackError(f"no Kafka broker answered at {bootstrap} within {timeout:.0f} s") from exc
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> list[str]:
-    """Create *topics* with *partitions* each; existing topics are left alone. Returns the new ones."""
+def create_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int = 4,
+    *,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+    partitions_of: Mapping[str, int] | None = None,
+) -> list[str]:
+    """Create *topics*; existing topics are left alone (their settings too). Returns the new ones.
+
+    Parameters
+    ----------
+    bootstrap
+        The broker.
+    topics
+        Topic names.
+    partitions
+        Partitions of a topic not in *partitions_of*.
+    configs
+        Topic-level settings by topic (``cleanup.policy``, ``retention.ms``, ...).
+    partitions_of
+        Partitions by topic, where a topic needs its own count.
+    """
+    configs, partitions_of = configs or {}, partitions_of or {}
     admin = AdminClient(client_config(bootstrap))
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics],
+        [
+            NewTopic(
+                t,
+                num_partitions=partitions_of.get(t, partitions),
+                replication_factor=1,
+                config=dict(configs.get(t, {})),
+            )
+            for t in topics
+        ],
         operation_timeout=10,
     )
     created = []
@@ -262,6 +295,26 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) ->
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise StackError(f"could not create topic {topic!r}: {exc}") from exc
     return created
+
+
+#: Partitions of each control topic (deployments, audit, scorer status): one, so every reader
+#: sees their records in the order they were written (an approval after its proposal, one
+#: audit trail); they carry a few records a day.
+CONTROL_PARTITIONS = 1
+
+
+def create_rig_topics(bootstrap: str, topics: Topics, partitions: int = 4) -> list[str]:
+    """Create every rigwatch topic: data topics with *partitions*, control topics with their settings.
+
+    Returns the topics created (existing ones are left as they are).
+    """
+    return create_topics(
+        bootstrap,
+        topics.all(),
+        partitions,
+        configs=topics.configs(),
+        partitions_of=dict.fromkeys(topics.control(), CONTROL_PARTITIONS),
+    )
 
 
 def delete_topics(bootstrap: str, topics: Iterable[str]) -> None:

@@ -19,6 +19,8 @@ SCHEMA_FILES = {
     "Actual": "actual.avsc",
     "MetricWindow": "metric_window.avsc",
     "Alert": "alert.avsc",
+    "Deployment": "deployment.avsc",
+    "AuditEvent": "audit_event.avsc",
 }
 
 
@@ -64,6 +66,8 @@ class Codecs:
     actual: Codec
     metric_window: Codec
     alert: Codec
+    deployment: Codec
+    audit_event: Codec
 
     @classmethod
     def load(cls) -> Codecs:
@@ -74,7 +78,17 @@ class Codecs:
             actual=made["Actual"],
             metric_window=made["MetricWindow"],
             alert=made["Alert"],
+            deployment=made["Deployment"],
+            audit_event=made["AuditEvent"],
         )
 
     def all(self) -> tuple[Codec, ...]:
-        return (self.sensor_reading, self.prediction, self.actual, self.metric_window, self.alert)
+        return (
+            self.sensor_reading,
+            self.prediction,
+            self.actual,
+            self.metric_window,
+            self.alert,
+            self.deployment,
+            self.audit_event,
+        )

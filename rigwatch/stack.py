@@ -29,7 +29,7 @@ import redis
 
 from rigwatch.config import Settings
 from rigwatch.exceptions import StackError
-from rigwatch.kafka import create_topics, wait_for_broker
+from rigwatch.kafka import create_rig_topics, wait_for_broker
 
 __all__ = [
     "Endpoints",
@@ -190,7 +190,7 @@ def stack_up(settings: Settings, *, partitions: int = 4, timeout: float = 30.0) 
         _wait_port(found.bootstrap, timeout)
     wait_for_broker(found.bootstrap, timeout)
     _wait_redis(found.redis_url, timeout)
-    create_topics(found.bootstrap, settings.topics.all(), partitions)
+    create_rig_topics(found.bootstrap, settings.topics, partitions)
     return found
 
 

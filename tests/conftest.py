@@ -11,7 +11,7 @@ import pytest
 from rigwatch.config import Settings
 from rigwatch.data import load_csv
 from rigwatch.harness import Process, ProcessHarness
-from rigwatch.kafka import create_topics
+from rigwatch.kafka import create_rig_topics
 from rigwatch.model import train
 from rigwatch.stack import Endpoints, stack_down, stack_up
 
@@ -73,9 +73,10 @@ def settings(stack: Endpoints, model_dir: Path, tmp_path: Path) -> Settings:
         redis_url=stack.redis_url,
         topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
         model_dir=model_dir,
+        model_store=tmp_path / "store",
         run_dir=tmp_path / "run",
     )
-    create_topics(stack.bootstrap, result.topics.all(), partitions=4)
+    create_rig_topics(stack.bootstrap, result.topics, partitions=4)
     return result
 
 

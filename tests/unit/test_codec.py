@@ -30,7 +30,14 @@ def _strategy(avro_type: Any) -> st.SearchStrategy[Any]:
         if kind == "array":
             return st.lists(_strategy(avro_type["items"]), max_size=5)
         return _strategy(kind)  # a primitive with a logicalType
-    return {"null": st.none(), "string": st.text(), "long": LONGS, "double": DOUBLES}[avro_type]
+    scalars = {
+        "null": st.none(),
+        "string": st.text(),
+        "long": LONGS,
+        "double": DOUBLES,
+        "boolean": st.booleans(),
+    }
+    return scalars[avro_type]
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
