@@ -21,6 +21,7 @@ SCHEMA_FILES = {
     "Alert": "alert.avsc",
     "Deployment": "deployment.avsc",
     "AuditEvent": "audit_event.avsc",
+    "ScorerStatus": "scorer_status.avsc",
 }
 
 
@@ -68,6 +69,7 @@ class Codecs:
     alert: Codec
     deployment: Codec
     audit_event: Codec
+    scorer_status: Codec
 
     @classmethod
     def load(cls) -> Codecs:
@@ -80,6 +82,7 @@ class Codecs:
             alert=made["Alert"],
             deployment=made["Deployment"],
             audit_event=made["AuditEvent"],
+            scorer_status=made["ScorerStatus"],
         )
 
     def all(self) -> tuple[Codec, ...]:
@@ -91,4 +94,5 @@ class Codecs:
             self.alert,
             self.deployment,
             self.audit_event,
+            self.scorer_status,
         )
