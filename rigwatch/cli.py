@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -553,6 +554,117 @@ def report(
     except RigwatchError as exc:
         raise _fail(exc) from exc
     typer.echo(str(path))
+
+
+class OnError(StrEnum):
+    """What ``rigwatch score`` does with a row it cannot score."""
+
+    skip = "skip"
+    fail = "fail"
+
+
+@app.command()
+def score(
+    file: Annotated[
+        Path,
+        typer.Argument(help="CSV with a header row: the model's features in any order, other columns kept."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The scored CSV to write (replaced at the end).")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model package folder, or a version in the model store (RIGWATCH_MODEL_STORE). "
+            "Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."
+        ),
+    ] = None,
+    deployment: Annotated[
+        str | None, typer.Option(help="Score with this deployment's current champion instead.")
+    ] = None,
+    on_error: Annotated[
+        OnError,
+        typer.Option(
+            help="skip: leave a bad row out, report it on stderr, count it at the end; "
+            "fail: stop at the first one (exit 2), writing nothing."
+        ),
+    ] = OnError.skip,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar and no summary; bad rows are still reported."),
+    ] = False,
+) -> None:
+    """Score a CSV file with the streaming scorer: same model code, same humility rules, same outputs.
+
+    Each row is built into a SensorReading and scored by the scorer's own batch code, so a row
+    gets what the same reading gets on rig.predictions. An empty cell is a sensor without a value
+    (scored, flagged missing:<sensor>). The output is the input's columns, then model_version,
+    predicted_label, confidence, p_<class> per class (the model's class order), flags (humility
+    flags joined by ';'), outcome (scored, or rejected: a reading the streaming scorer would send
+    to the DLQ) and error / error_detail (that DLQ record's headers). Humility rules come from
+    RIGWATCH_SCORER_UNCERTAIN_BELOW, _OUTLYING_MARGIN, _*_ACTION and _FALLBACK_LABEL, as for
+    `rigwatch scorer`.
+
+    A row with a value that is not a number, or with fewer or more values than the header, is
+    bad: reported with its row and line number, column and value. A model feature missing from
+    the header stops the run before any row is read.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from rigwatch.schemas import Codecs
+    from services.scorer.app import humility_rules
+    from services.scorer.config import ScorerSettings
+    from services.scorer.csvrows import BadRow
+    from services.scorer.handler import Scorer
+    from services.scorer.scorefile import load_model, score_file
+
+    settings = Settings()
+    try:
+        config = ScorerSettings()
+        package = load_model(
+            settings, config.model_dir or settings.model_dir, model=model, deployment=deployment
+        )
+        codecs = Codecs.load()
+        scorer = Scorer(package, codecs.sensor_reading, codecs.prediction, rules=humility_rules(config))
+    except (RigwatchError, ValidationError) as exc:
+        raise _fail(exc) from exc
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        # Piped or redirected stderr gets no bar: it would be one frame of escape codes per refresh.
+        disable=quiet or not console.is_terminal,
+        transient=True,
+    )
+    task = progress.add_task(f"scoring {file.name}", total=file.stat().st_size if file.is_file() else None)
+
+    def bad_row(bad: BadRow) -> None:
+        # Not markup: a cell value may hold square brackets.
+        progress.console.print(f"bad row: {bad}", markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        with progress:
+            report = score_file(
+                scorer,
+                codecs.sensor_reading,
+                codecs.prediction,
+                file,
+                out,
+                on_error="fail" if on_error is OnError.fail else "skip",
+                batch=config.batch_max,
+                on_bad=bad_row,
+                on_progress=lambda done, rows: progress.update(
+                    task, completed=done, description=f"scoring {file.name}: {rows:,} rows"
+                ),
+            )
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if not quiet:
+        _say(report.summary())
+    elif report.bad:
+        _say(f"{len(report.bad):,} bad rows skipped")
 
 
 def _bench_model(data: Path | None, out: Path) -> tuple[Any, Path]:
