@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from rigwatch.config import Settings
 from rigwatch.exceptions import RigwatchError
+from rigwatch.lifecycle.cli import audit_command, deploy_app, models_app
 
 __all__ = ["app"]
 
@@ -79,7 +80,9 @@ def stack_up_cmd(
     except RigwatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"broker  {found.bootstrap}\nredis   {found.redis_url}\nstate   {settings.run_dir}")
-    typer.echo(f"topics  {', '.join(settings.topics.all())} ({partitions} partitions)")
+    data = [t for t in settings.topics.all() if t not in settings.topics.control()]
+    typer.echo(f"topics  {', '.join(data)} ({partitions} partitions)")
+    typer.echo(f"control {', '.join(settings.topics.control())} (1 partition each)")
 
 
 @stack_app.command("status")
@@ -725,6 +728,30 @@ def bench_scorer(
         raise _fail(exc) from exc
 
 
+@bench_app.command("score")
+def bench_score(
+    data: DataOption = None,
+    rows: Annotated[
+        int, typer.Option(min=2000, help="Rows in the CSV (the data's cycles, repeated).")
+    ] = 100_000,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of every measurement.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """Rows/s of `rigwatch score` on a per-cycle CSV, beside the scorer's handler and the model alone.
+
+    In one process, no broker: the file end to end (read, check, encode, Scorer.score, decode,
+    write), Scorer.score on the same readings pre-encoded, predict_proba on the same rows.
+    Medians with min–max over the repeats; start-up excluded.
+    """
+    from loadgen.bench_score import ScoreBenchOptions, run_score_bench
+
+    try:
+        dataset, model_dir = _bench_model(data, out)
+        run_score_bench(dataset, model_dir, ScoreBenchOptions(rows=rows, repeats=repeats, out=out), say=_say)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     data: DataOption = None,
@@ -904,3 +931,9 @@ def bench_processors(
             run_processors_bench(bound, dataset, model_dir, options, say=_say)
     except RigwatchError as exc:
         raise _fail(exc) from exc
+
+
+# The model lifecycle (rigwatch/lifecycle/cli.py), listed after the services.
+app.add_typer(models_app, name="models")
+app.add_typer(deploy_app, name="deploy")
+app.command("audit")(audit_command)
