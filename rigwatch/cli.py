@@ -576,12 +576,13 @@ def score(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Model package folder, or a version in the model store (RIGWATCH_MODEL_STORE). "
-            "Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."
+            help="Model package folder, or a registered version (or unique prefix) in the model store "
+            "(RIGWATCH_MODEL_STORE). Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."
         ),
     ] = None,
     deployment: Annotated[
-        str | None, typer.Option(help="Score with this deployment's current champion instead.")
+        str | None,
+        typer.Option(help="Score with this deployment's current champion (read from rig.deployments)."),
     ] = None,
     on_error: Annotated[
         OnError,

@@ -17,9 +17,9 @@ so a failed run leaves no half-written file.
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +30,8 @@ from rigwatch.codec import Codec
 from rigwatch.config import Settings
 from rigwatch.exceptions import ConfigError, DataError, ModelError
 from rigwatch.fastcodec import compile_encoder
+from rigwatch.lifecycle.exceptions import LifecycleError
+from rigwatch.lifecycle.store import MIN_PREFIX, ModelStore
 from rigwatch.model import ModelPackage
 from services.scorer.csvrows import BadRow, BadRowError, RowReader, sensor_fields
 from services.scorer.handler import Scorer
@@ -39,6 +41,8 @@ __all__ = ["FILE_RIG", "FileReport", "OnError", "load_model", "output_columns", 
 OnError = Literal["skip", "fail"]
 #: ``rig_id`` of the readings built from a file (the scorer rejects an empty one).
 FILE_RIG = "file"
+#: What ``--model`` takes for a version rather than a folder: a version or a prefix of one.
+_VERSION = re.compile(rf"[0-9a-f]{{{MIN_PREFIX},12}}")
 #: Outcome of a row the scorer answered with a prediction / sent to the DLQ.
 SCORED, REJECTED = "scored", "rejected"
 
@@ -90,54 +94,45 @@ class FileReport:
         )
 
 
-def _lifecycle(asked: str) -> Any:
-    """The model store and deployments, or a ConfigError saying *asked* needs them."""
-    try:
-        lifecycle = importlib.import_module("rigwatch.lifecycle")
-    except ImportError:
-        lifecycle = None
-    if not all(hasattr(lifecycle, name) for name in ("ModelStore", "read_deployments")):
-        raise ConfigError(
-            f"{asked} needs the model store and deployments (rigwatch models), not in this build"
-        )
-    return lifecycle
-
-
 def load_model(
     settings: Settings, default: Path, *, model: str | None = None, deployment: str | None = None
 ) -> ModelPackage:
     """The package to score with: a folder, a version in the model store, or a deployment's champion.
 
-    *model* is a package folder if one exists at that path, else a version in
-    ``settings.model_store``; *deployment* names a deployment whose current
-    champion is used; neither means the folder *default*.
+    *model* is a package folder if one exists at that path, else a registered
+    version (or a unique prefix) in ``settings.model_store``; *deployment* names
+    a deployment whose current champion is loaded from the store (read from
+    ``rig.deployments``, so it needs the broker); neither means the folder *default*.
 
     Raises
     ------
     ConfigError
-        Both given, an unknown deployment or one without a champion.
+        Both given.
+    LifecycleError
+        An unknown deployment.
     ModelError
-        The package does not load.
+        No such folder or version, or the package does not load.
     """
     if model is not None and deployment is not None:
         raise ConfigError("--model and --deployment: give one of them, not both")
     if deployment is not None:
-        lifecycle = _lifecycle(f"--deployment {deployment}")
-        deployments = lifecycle.read_deployments(settings)
-        if deployment not in deployments:
-            known = ", ".join(sorted(deployments)) or "none yet"
-            raise ConfigError(f"--deployment {deployment}: no such deployment (known: {known})")
-        champion = deployments[deployment].get("champion")
-        if not champion:
-            raise ConfigError(f"--deployment {deployment}: has no champion yet (rigwatch deploy promote)")
-        return lifecycle.ModelStore(settings.model_store).load(champion)
+        from rigwatch.lifecycle.deployments import read_deployments
+
+        active = read_deployments(settings)
+        if deployment not in active:
+            known = ", ".join(sorted(active)) or "none yet"
+            raise LifecycleError(f"deployment {deployment!r} does not exist (deployments: {known})")
+        return ModelStore(settings.model_store).load(active[deployment]["champion"])
     if model is None:
         return ModelPackage.load(default)
-    path = Path(model)
-    if path.is_dir() or os.sep in model:
-        return ModelPackage.load(path)
-    lifecycle = _lifecycle(f"--model {model}: no package folder of that name, and a model version")
-    return lifecycle.ModelStore(settings.model_store).load(model)
+    if Path(model).is_dir():
+        return ModelPackage.load(model)
+    if _VERSION.fullmatch(model.strip().lower()):
+        return ModelStore(settings.model_store).load(model)
+    raise ModelError(
+        f"--model {model}: no package folder there, and not a model version (12 hex digits or a unique "
+        "prefix, as `rigwatch models list` shows)"
+    )
 
 
 class _Batcher:

@@ -13,6 +13,7 @@ from streams import collect
 
 from rigwatch.data import SENSOR_COLUMNS
 from rigwatch.kafka import ReliableProducer
+from rigwatch.lifecycle.operations import create_deployment, register_model
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 
@@ -127,3 +128,34 @@ def test_score_file_equals_streaming_predictions_row_for_row(
         "rejected outlying": sum(r["error"] == "humility:outlying" for r in rejects.values()),
     }
     assert all(outcomes.values()), f"every humility path ran: {outcomes}"
+
+
+def test_score_with_a_deployment_uses_its_champion(settings, real_dataset, tmp_path) -> None:
+    registration, _ = register_model(settings, settings.model_dir, actor="test")
+    create_deployment(settings, "cooler", registration.version, actor="test")
+    with open(tmp_path / "in.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(SENSOR_COLUMNS)
+        writer.writerows(real_dataset.sensors[:5].tolist())
+    args = [
+        sys.executable,
+        "-m",
+        "rigwatch",
+        "score",
+        str(tmp_path / "in.csv"),
+        "--out",
+        str(tmp_path / "out.csv"),
+    ]
+
+    ok = subprocess.run(
+        [*args, "--deployment", "cooler"], env=settings.to_env(), capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    with open(tmp_path / "out.csv", newline="") as f:
+        assert {row["model_version"] for row in csv.DictReader(f)} == {registration.version}
+
+    unknown = subprocess.run(
+        [*args, "--deployment", "pump"], env=settings.to_env(), capture_output=True, text=True
+    )
+    assert unknown.returncode == 2
+    assert "deployment 'pump' does not exist (deployments: cooler)" in unknown.stderr

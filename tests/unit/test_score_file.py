@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from rigwatch.cli import app
 from rigwatch.config import Settings
 from rigwatch.data import LABEL_COLUMNS, SENSOR_COLUMNS
-from rigwatch.exceptions import ConfigError, DataError
+from rigwatch.exceptions import ConfigError, DataError, ModelError
+from rigwatch.lifecycle.store import ModelStore
 from rigwatch.schemas import Codecs
 from services.scorer.csvrows import BadRow, BadRowError
 from services.scorer.handler import Scorer
@@ -241,6 +242,17 @@ def test_model_and_deployment_together_are_refused(tmp_path, model_dir) -> None:
         load_model(Settings(), tmp_path, model=str(model_dir)).version
         == load_model(Settings(), model_dir).version
     )
+
+
+def test_model_is_a_folder_or_a_registered_version_or_its_prefix(tmp_path, model_dir) -> None:
+    version = ModelStore(tmp_path / "store").register(model_dir, actor="test").version
+    settings = Settings(model_store=tmp_path / "store")
+    assert load_model(settings, tmp_path, model=version).version == version
+    assert load_model(settings, tmp_path, model=version[:6]).version == version
+    with pytest.raises(
+        ModelError, match="--model no-such-dir: no package folder there, and not a model version"
+    ):
+        load_model(settings, tmp_path, model="no-such-dir")
 
 
 def test_cli_scores_reports_bad_rows_and_fails_on_request(tmp_path, model_dir, real_dataset) -> None:
