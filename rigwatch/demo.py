@@ -25,6 +25,8 @@ from rich.text import Text
 from loadgen.scenarios import Phase, demo_timeline
 from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag, TopicReader
+from rigwatch.lifecycle.audit import actor
+from rigwatch.lifecycle.operations import DEFAULT_DEPLOYMENT, ensure_deployment
 from rigwatch.schemas import Codecs
 from rigwatch.stack import running_stack
 from rigwatch.windowing import is_segment
@@ -84,6 +86,10 @@ def run_demo(
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         console.print(f"broker {ends.bootstrap}  redis {ends.redis_url}  logs in {settings.run_dir}/")
         bound = settings.model_copy(update={"bootstrap": ends.bootstrap, "redis_url": ends.redis_url})
+        # Scorers serve what the deployment names: the trained package, registered in the model
+        # store, unless the deployment exists already (a restarted demo keeps a promotion).
+        change = ensure_deployment(bound, DEFAULT_DEPLOYMENT, settings.model_dir, actor=actor())
+        console.print(f"deployment {DEFAULT_DEPLOYMENT}: champion {change.record['champion']}")
         env = bound.to_env(**_DEMO_ENV)
         data_args = ["--data", str(data)] if data else []
         # Simulated event time: windows pass faster than the wall clock (health windows do not).

@@ -214,8 +214,7 @@ def _refused(exc: RigwatchError) -> typer.Exit:
         typer.echo(f"model {exc.version}: guardrails", err=True)
         _guardrail_lines(exc.results, err=True)
         typer.secho(
-            f"error: promotion of {exc.version} refused (recorded on the audit topic);"
-            " --force with --reason promotes it anyway, audited as forced",
+            f"error: {exc.operation} of model {exc.version} refused (recorded on the audit topic){exc.hint}",
             err=True,
             fg="red",
         )
@@ -243,13 +242,11 @@ def deploy_create(
     as_: As = None,
 ) -> None:
     """Create a deployment served by a model version (after the checks that need no champion)."""
-    from rigwatch.lifecycle.operations import create_deployment, register_model
+    from rigwatch.lifecycle.operations import create_deployment, registered_version
 
     who, settings = _actor(as_), Settings()
     try:
-        version = model
-        if Path(model).is_dir():
-            version = register_model(settings, model, actor=who)[0].version
+        version = registered_version(settings, model, actor=who) if Path(model).is_dir() else model
         change = create_deployment(
             settings,
             name,

@@ -19,21 +19,30 @@ class LifecycleError(RigwatchError):
 
 
 class GuardrailsFailed(LifecycleError):
-    """A promotion was refused because checks failed; the refusal is on the audit topic.
+    """A change was refused because checks failed; the refusal is on the audit topic.
 
     Parameters
     ----------
     version
-        The refused candidate.
+        The refused model version.
     results
         Every check run, passed or not.
+    operation
+        What was refused: ``promotion`` (which ``force`` may override), ``creation`` or ``rollback``.
     """
 
-    def __init__(self, version: str, results: Sequence[GuardrailResult]) -> None:
+    def __init__(
+        self, version: str, results: Sequence[GuardrailResult], operation: str = "promotion"
+    ) -> None:
         self.version = version
         self.results = tuple(results)
+        self.operation = operation
         failed = "; ".join(f"{r.name}: {r.detail}" for r in self.results if not r.passed)
-        super().__init__(
-            f"model {version} refused, guardrails failed: {failed}"
-            " (--force --reason R promotes it anyway, audited as forced)"
-        )
+        super().__init__(f"{operation} of model {version} refused, guardrails failed: {failed}{self.hint}")
+
+    @property
+    def hint(self) -> str:
+        """How to go ahead anyway, where one may."""
+        if self.operation != "promotion":
+            return ""
+        return " (--force with a --reason promotes it anyway, audited as forced)"

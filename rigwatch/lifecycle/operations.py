@@ -58,6 +58,7 @@ __all__ = [
     "history",
     "promote",
     "register_model",
+    "registered_version",
     "reject",
     "rollback",
 ]
@@ -118,6 +119,19 @@ def register_model(
     if added:
         audit.record("register", actor, model_version=registration.version, comment=note or None)
     return registration, added
+
+
+def registered_version(settings: Settings, path: str | os.PathLike[str], *, actor: str) -> str:
+    """The version of the package at *path*, registered first unless the store has that version.
+
+    A version already in the store is used as it is, even where the package's metadata
+    differs (a retraining with the same seed has a new ``created_at``): the model text is the
+    same, so the stored copy scores the same.
+    """
+    version = ModelPackage.load(path).version
+    if version not in ModelStore(settings.model_store).versions():
+        register_model(settings, path, actor=actor)
+    return version
 
 
 def comment_model(settings: Settings, version: str, text: str, *, actor: str) -> dict[str, Any]:
@@ -201,12 +215,17 @@ def _champion_package(store: ModelStore, version: str) -> ModelPackage | None:
 
 
 def _refuse(
-    audit: AuditLog, actor: str, version: str, results: list[GuardrailResult], **fields: str | None
+    audit: AuditLog,
+    actor: str,
+    version: str,
+    results: list[GuardrailResult],
+    operation: str,
+    **fields: str | None,
 ) -> GuardrailsFailed:
     audit.record(
         "guardrail_failed", actor, model_version=version, after=version, guardrails=results, **fields
     )
-    return GuardrailsFailed(version, results)
+    return GuardrailsFailed(version, results, operation)
 
 
 def _audited(
@@ -257,7 +276,9 @@ def create_deployment(
     target = store.resolve(version)
     results = run_guardrails(lambda: store.load(target), None, load_schema("SensorReading"))
     if not all(r.passed for r in results):
-        raise _refuse(audit, actor, target, results, deployment=name, reason=reason, comment=comment)
+        raise _refuse(
+            audit, actor, target, results, "creation", deployment=name, reason=reason, comment=comment
+        )
     record = _record(
         ACTIVE,
         name,
@@ -289,11 +310,10 @@ def ensure_deployment(
     What the demo and the compose setup run at every start: the first start
     creates the deployment, later ones leave it (and any promotion since) alone.
     """
-    registration, _ = register_model(settings, package, actor=actor)
     return create_deployment(
         settings,
         name,
-        registration.version,
+        registered_version(settings, package, actor=actor),
         actor=actor,
         requires_approval=requires_approval,
         comment=f"created with the package {Path(package).name}",
@@ -359,7 +379,7 @@ def promote(
     failed = not all(r.passed for r in results)
     fields = {"reason": reason, "comment": comment, "before": champion}
     if failed and not force:
-        raise _refuse(audit, actor, target, results, deployment=deployment, **fields)
+        raise _refuse(audit, actor, target, results, "promotion", deployment=deployment, **fields)
     requires_approval = bool(state["requires_approval"])
     record = _record(
         PENDING if requires_approval else ACTIVE,
@@ -403,7 +423,7 @@ def rollback(
     loaded, _ = loads_and_scores(lambda: store.load(previous))
     fields = {"reason": reason, "comment": comment, "before": champion}
     if not loaded.passed:
-        raise _refuse(audit, actor, previous, [loaded], deployment=deployment, **fields)
+        raise _refuse(audit, actor, previous, [loaded], "rollback", deployment=deployment, **fields)
     record = _record(
         ACTIVE,
         deployment,
