@@ -127,9 +127,19 @@ def train(
 
 @app.command()
 def scorer(
+    deployment: Annotated[
+        str | None,
+        typer.Option(
+            help="The deployment to serve and follow (rig.deployments). Default: RIGWATCH_SCORER_DEPLOYMENT,"
+            " else the only one there is, else 'cooler'."
+        ),
+    ] = None,
     model: Annotated[
         Path | None,
-        typer.Option(help="Model package folder. Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."),
+        typer.Option(
+            help="Package a missing deployment is created with (registered in the model store)."
+            " Default: RIGWATCH_SCORER_MODEL_DIR or RIGWATCH_MODEL_DIR."
+        ),
     ] = None,
     metrics_port: Annotated[
         int | None,
@@ -138,14 +148,19 @@ def scorer(
 ) -> None:
     """Score sensor readings into predictions until SIGTERM/SIGINT (then finish the batch, flush, commit).
 
-    Other settings (RIGWATCH_SCORER_GROUP, _BATCH_MAX, _BATCH_TIMEOUT_MS, ...) come from the environment.
+    Serves its deployment's champion and follows it: a promotion or rollback is loaded
+    beside the running model and swapped in between two batches; every prediction names
+    the version that made it. Other settings (RIGWATCH_SCORER_GROUP, _BATCH_MAX,
+    _BATCH_TIMEOUT_MS, ...) come from the environment.
     """
     from rigwatch.kafka import StopFlag
     from services.scorer.app import run
     from services.scorer.config import ScorerSettings
 
     overrides: dict[str, Any] = {
-        k: v for k, v in {"model_dir": model, "metrics_port": metrics_port}.items() if v is not None
+        k: v
+        for k, v in {"deployment": deployment, "model_dir": model, "metrics_port": metrics_port}.items()
+        if v is not None
     }
     try:
         code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())

@@ -22,7 +22,10 @@ class ScorerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RIGWATCH_SCORER_", frozen=True, extra="ignore")
 
     group: str = "rigwatch-scorer"
-    #: Model package folder; unset means the common ``RIGWATCH_MODEL_DIR``.
+    #: The deployment followed (``rig.deployments``); unset means the only one there is.
+    deployment: str | None = None
+    #: The package a missing deployment is created with (named ``cooler`` when unnamed);
+    #: unset means the common ``RIGWATCH_MODEL_DIR``.
     model_dir: Path | None = None
     role: str = "champion"
     batch_max: int = Field(default=2000, ge=1)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
+from rigwatch.config import Topics
 from rigwatch.exceptions import RigwatchError
 from rigwatch.kafka import ReliableProducer, StopFlag, groupless_consumer
 from rigwatch.model import ModelPackage
@@ -80,8 +81,8 @@ class DeploymentFollower:
     ----------
     bootstrap
         The broker.
-    deployments, status
-        The ``rig.deployments`` and ``rig.scorer-status`` topics.
+    topics
+        Its ``deployments`` are followed, its ``scorer_status`` gets the heartbeats.
     codecs
         The record codecs (``deployment`` and ``scorer_status`` are used).
     name
@@ -92,27 +93,25 @@ class DeploymentFollower:
         Package -> the scorer of it (same codecs, role and humility rules for every version).
     on_failure
         Called with (version, error) when a champion cannot be served (audit, metric).
-    stop
-        Ends the thread.
+    group
+        The scorer's consumer group, reported in the heartbeat.
     """
 
     def __init__(
         self,
         bootstrap: str,
-        deployments: str,
-        status: str,
+        topics: Topics,
         codecs: Codecs,
         name: str,
         load: Callable[[str], ModelPackage],
         make_scorer: Callable[[ModelPackage], Scorer],
         on_failure: Callable[[str, Exception], None],
-        stop: StopFlag,
         group: str,
     ) -> None:
-        self.bootstrap, self.topic, self.status_topic = bootstrap, deployments, status
-        self.codecs, self.name = codecs, name
+        self.bootstrap, self.topic, self.status_topic = bootstrap, topics.deployments, topics.scorer_status
+        self.codecs, self.name, self.group = codecs, name, group
         self._load, self._make_scorer, self._on_failure = load, make_scorer, on_failure
-        self.stop, self.group = stop, group
+        self.stop = StopFlag()  # this thread's own: set by close()
         self.id = scorer_id()
         self.started_ms = int(time.time() * 1000)
         self._warm: dict[str, Scorer] = {}  # version -> scorer, most recently used last

@@ -33,3 +33,13 @@ class ScorerMetrics:
             registry=r,
         )
         self.model = Info("rigwatch_scorer_model", "The model this scorer serves", registry=r)
+        self.switches = Counter(
+            "rigwatch_scorer_model_switches",
+            "New champions swapped in (promotions and rollbacks)",
+            registry=r,
+        )
+        self.load_failures = Counter(
+            "rigwatch_scorer_model_load_failures",
+            "Champions that failed to load or score a sample: the previous one kept serving",
+            registry=r,
+        )
