@@ -117,11 +117,13 @@ class AuditLog:
         [e["action"] for e in log.read(deployment="cooler", since_ms=parse_since("1d"))]
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, producer: ReliableProducer | None = None) -> None:
         self.bootstrap = bootstrap_of(settings)
         self.topic = settings.topics.audit
         self.codec = Codecs.load().audit_event
-        self._producer: ReliableProducer | None = None
+        # An operation passes the producer its deployment records went through: a new idempotent
+        # producer waits half a second for its producer id before its first record.
+        self._producer = producer
 
     def check(self, timeout_s: float = 10.0) -> None:
         """Raise :class:`~rigwatch.exceptions.StackError` unless the broker answers and has the audit topic.

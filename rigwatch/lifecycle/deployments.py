@@ -32,6 +32,7 @@ __all__ = [
     "PENDING",
     "REJECTED",
     "check_name",
+    "control_producer",
     "current",
     "pending",
     "pending_changes",
@@ -133,7 +134,18 @@ def pending_changes(settings: Settings) -> dict[str, dict[str, Any]]:
     return pending(read_records(settings))
 
 
-def publish(settings: Settings, records: Iterable[Mapping[str, Any]], *, settle: bool = False) -> None:
+def control_producer(settings: Settings) -> ReliableProducer:
+    """A producer for control records: nothing to batch, every operation waits for its records."""
+    return ReliableProducer(bootstrap_of(settings), {"linger.ms": 0})
+
+
+def publish(
+    settings: Settings,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    settle: bool = False,
+    producer: ReliableProducer | None = None,
+) -> None:
     """Write Deployment records, in order, and wait until the broker has every one.
 
     ``settle``: an active record is also written under ``<deployment>/pending``,
@@ -145,7 +157,7 @@ def publish(settings: Settings, records: Iterable[Mapping[str, Any]], *, settle:
         The broker did not acknowledge them: the change did not happen.
     """
     codec, topic = Codecs.load().deployment, settings.topics.deployments
-    producer = ReliableProducer(bootstrap_of(settings), {"linger.ms": 0})
+    producer = producer or control_producer(settings)
     for record in records:
         value = codec.encode(dict(record))
         producer.produce(topic, value, key=record_key(record))

@@ -25,12 +25,14 @@ from typing import Any
 from rigwatch.config import Settings
 from rigwatch.data.columns import Dataset
 from rigwatch.exceptions import ModelError, RigwatchError
+from rigwatch.kafka import ReliableProducer
 from rigwatch.lifecycle.audit import AuditLog, check_reason
 from rigwatch.lifecycle.deployments import (
     ACTIVE,
     PENDING,
     REJECTED,
     check_name,
+    control_producer,
     current,
     pending,
     read_records,
@@ -103,6 +105,18 @@ class Change:
     event: dict[str, Any] | None = None
 
 
+def _clients(settings: Settings) -> tuple[AuditLog, ReliableProducer]:
+    """The audit log, checked, and the one producer an operation writes its records through.
+
+    Made before the operation reads or checks anything, so the producer has its id
+    (half a second on a new idempotent producer) by the time it writes.
+    """
+    producer = control_producer(settings)
+    audit = AuditLog(settings, producer)
+    audit.check()
+    return audit, producer
+
+
 # ---------------------------------------------------------------------------- models
 
 
@@ -113,8 +127,7 @@ def register_model(
 
     Registering an identical package again changes nothing and audits nothing.
     """
-    audit = AuditLog(settings)
-    audit.check()
+    audit, _ = _clients(settings)
     registration, added = ModelStore(settings.model_store).put(path, name=name, note=note, actor=actor)
     if added:
         audit.record("register", actor, model_version=registration.version, comment=note or None)
@@ -262,8 +275,7 @@ def create_deployment(
     """
     check_name(name)
     check_reason(reason)
-    audit = AuditLog(settings)
-    audit.check()
+    audit, producer = _clients(settings)
     active = current(read_records(settings))
     if name in active:
         if exist_ok:
@@ -290,7 +302,7 @@ def create_deployment(
         reason=reason,
         comment=comment,
     )
-    publish_records(settings, [record])
+    publish_records(settings, [record], producer=producer)
     event = _audited(
         audit, "create", actor, record, model_version=target, reason=reason, comment=comment, after=target
     )
@@ -353,8 +365,7 @@ def promote(
     """
     check_name(deployment)
     check_reason(reason)
-    audit = AuditLog(settings)
-    audit.check()
+    audit, producer = _clients(settings)
     records = read_records(settings)
     state = _state(current(records), deployment)
     waiting = [c for c in pending(records).values() if c["deployment"] == deployment]
@@ -393,7 +404,7 @@ def promote(
         comment=comment,
         before=state,
     )
-    publish_records(settings, [record])
+    publish_records(settings, [record], producer=producer)
     action = "forced" if failed else "propose" if requires_approval else "promote"
     event = _audited(
         audit, action, actor, record, model_version=target, after=target, guardrails=results, **fields
@@ -411,8 +422,7 @@ def rollback(
     """
     check_name(deployment)
     check_reason(reason)
-    audit = AuditLog(settings)
-    audit.check()
+    audit, producer = _clients(settings)
     state = _state(current(read_records(settings)), deployment)
     champion, previous = state["champion"], state["previous_champion"]
     if previous is None:
@@ -436,7 +446,7 @@ def rollback(
         comment=comment,
         before=state,
     )
-    publish_records(settings, [record])
+    publish_records(settings, [record], producer=producer)
     event = _audited(audit, "rollback", actor, record, model_version=previous, after=previous, **fields)
     return Change(record, (loaded,), event)
 
@@ -459,8 +469,7 @@ def approve(settings: Settings, change_id: str, *, actor: str, comment: str | No
     Refused, and audited ``approval_refused``, when *actor* proposed it or the
     deployment's champion changed since (a rollback meanwhile): propose again.
     """
-    audit = AuditLog(settings)
-    audit.check()
+    audit, producer = _clients(settings)
     records = read_records(settings)
     change = _pending_change(pending(records), change_id)
     deployment = change["deployment"]
@@ -493,7 +502,7 @@ def approve(settings: Settings, change_id: str, *, actor: str, comment: str | No
         "comment": comment if comment is not None else change["comment"],
         "time": _now_ms(),
     }
-    publish_records(settings, [record], settle=True)
+    publish_records(settings, [record], settle=True, producer=producer)
     event = _audited(
         audit,
         "approve",
@@ -513,8 +522,7 @@ def reject(
 ) -> Change:
     """Refuse a pending change (its id, or a unique prefix); its proposer may withdraw it this way."""
     check_reason(reason)
-    audit = AuditLog(settings)
-    audit.check()
+    audit, producer = _clients(settings)
     change = _pending_change(pending(read_records(settings)), change_id)
     record = {
         **change,
@@ -524,7 +532,7 @@ def reject(
         "comment": comment,
         "time": _now_ms(),
     }
-    publish_records(settings, [record])
+    publish_records(settings, [record], producer=producer)
     event = _audited(
         audit,
         "reject",
