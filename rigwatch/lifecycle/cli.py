@@ -402,6 +402,43 @@ def _events(events: Sequence[Mapping[str, Any]], as_json: bool) -> None:
     _rows(("time (UTC)", "actor", "action", "deployment", "version", "reason", "detail"), rows)
 
 
+@deploy_app.command("status")
+def deploy_status(name: Annotated[str, typer.Argument(help="The deployment.")]) -> None:
+    """The champion, and the version each running scorer serves now (from their heartbeats, every 5 s)."""
+    from rigwatch.lifecycle.deployments import read_deployments
+    from rigwatch.lifecycle.exceptions import LifecycleError
+    from rigwatch.lifecycle.status import scorers
+
+    settings = Settings()
+    try:
+        state = read_deployments(settings).get(name)
+        running = scorers(settings, name)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if state is None:
+        raise _fail(
+            LifecycleError(f"no deployment {name!r}; `rigwatch deploy create {name} VERSION` makes one")
+        )
+    typer.echo(f"deployment {name}: champion {state['champion']} (previous {state.get('previous_champion')})")
+    if not running:
+        typer.echo("no scorer of it heard from in the last 15 s")
+        return
+    now_ms = int(time.time() * 1000)
+    _rows(
+        ("scorer", "serves", "group", "up since (UTC)", "last heard"),
+        [
+            (
+                b["scorer_id"],
+                b["version"] or "(loading)",
+                b["group"],
+                _when(b["started"]),
+                f"{(now_ms - b['time']) / 1000:.1f} s ago",
+            )
+            for b in running
+        ],
+    )
+
+
 @deploy_app.command("history")
 def deploy_history(
     name: Annotated[str, typer.Argument(help="The deployment.")],

@@ -23,6 +23,7 @@ from rigwatch.config import Settings
 from rigwatch.kafka import StopFlag
 from rigwatch.lifecycle.deployments import read_deployments
 from rigwatch.lifecycle.operations import create_deployment, promote, registered_version, rollback
+from rigwatch.lifecycle.status import scorers
 from rigwatch.model import train
 from rigwatch.schemas import Codecs
 
@@ -107,6 +108,10 @@ def test_a_promotion_and_a_rollback_at_1000_readings_per_s_switch_each_partition
         first_b.append(next(t for _, v, t in rows if v == b) - promoted_ms)
         after = rows[next(i for i, (_, v, _) in enumerate(rows) if v == b) :]
         first_a_again.append(next(t for _, v, t in after if v == a) - rolled_back_ms)
+    deadline = time.monotonic() + 15  # heartbeats come every 5 s
+    while [b["version"] for b in scorers(settings, "cooler")] != [a]:
+        assert time.monotonic() < deadline, f"deploy status shows {scorers(settings, 'cooler')}"
+        time.sleep(0.5)
     print(
         f"\npromote -> first prediction of {b} per partition: p50 {np.percentile(first_b, 50):.0f} ms,"
         f" p99 {np.percentile(first_b, 99):.0f} ms; rollback -> first of {a}:"
