@@ -129,7 +129,8 @@ def features_in_schema(features: Sequence[str], reading_schema: Mapping[str, Any
     Examples
     --------
     >>> schema = {"name": "SensorReading", "fields": [{"name": "rig_id", "type": "string"}]}
-    >>> print(features_in_schema(("rig_id", "ts1_temp"), schema).detail.replace("; ", "\n"))
+    >>> for problem in features_in_schema(("rig_id", "ts1_temp"), schema).detail.split("; "):
+    ...     print(problem)
     feature 'rig_id' is a string field of SensorReading, not a number
     feature 'ts1_temp' is not a field of SensorReading
     """
