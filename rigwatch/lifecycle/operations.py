@@ -152,7 +152,8 @@ def comment_model(settings: Settings, version: str, text: str, *, actor: str) ->
     if not text.strip():
         raise LifecycleError("comment: the text is empty")
     registration = ModelStore(settings.model_store).get(version)
-    return AuditLog(settings).record("comment", actor, model_version=registration.version, comment=text)
+    audit, _ = _clients(settings)
+    return audit.record("comment", actor, model_version=registration.version, comment=text)
 
 
 # ---------------------------------------------------------------------------- deployments

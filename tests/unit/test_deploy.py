@@ -374,6 +374,15 @@ def test_every_rigwatch_service_finds_kafka_and_redis_by_environment() -> None:
         )
 
 
+def test_the_model_store_is_on_the_models_volume_and_setup_creates_the_deployment() -> None:
+    for name, service in _built().items():
+        assert _env(service).get("RIGWATCH_MODEL_STORE", "").startswith("/models/"), name
+    setup = [args for name, args in _cli_calls() if name == "setup"]
+    assert ["deploy", "create", "cooler", "/models/cooler", "--exist-ok", "--as", "setup"] in setup
+    # The package exists before it is registered: training comes first.
+    assert [args[0] for args in setup] == ["stack", "train", "deploy"]
+
+
 def test_serving_services_expose_metrics_on_the_port_their_settings_and_healthcheck_name() -> None:
     services = _services()
     for name, (_, settings_cls) in SERVING.items():
