@@ -31,6 +31,7 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 from rigwatch.config import Topics
 from rigwatch.exceptions import RigwatchError
 from rigwatch.kafka import ReliableProducer, StopFlag, groupless_consumer
+from rigwatch.lifecycle.deployments import current
 from rigwatch.model import ModelPackage
 from rigwatch.schemas import Codecs
 from services.scorer.handler import Scorer
@@ -275,8 +276,5 @@ class DeploymentFollower:
 
 def _champion(records: Iterable[Mapping[str, Any]], name: str) -> tuple[str | None, str | None]:
     """The champion and previous champion of the last active record of deployment *name*."""
-    champion = previous = None
-    for r in records:
-        if r.get("deployment") == name and r.get("state") == "active":
-            champion, previous = r["champion"], r.get("previous_champion")
-    return champion, previous
+    state = current(records).get(name, {})
+    return state.get("champion"), state.get("previous_champion")
