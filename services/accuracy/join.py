@@ -29,17 +29,24 @@ JOINED = "joined"
 # then n_actuals x (event_id, observed_ms, payload).
 # Reports {joined pairs, duplicate predictions, duplicate actuals}.
 #
-# Per record the script only touches the event's join state (a prediction:
-# HEXISTS, GET, HSET; an actual: SET NX, HGETALL, HSET per waiting version).
-# What goes into windows is gathered in Lua tables and written at the end, per
-# window in the order first touched: open_window() once with the window's
-# record count (late records count as before), one HINCRBY per counter, the
-# pair items by RPUSH in chunks; the expiry times go by ZADD GT in chunks.
-# The estimates stay one HINCRBYFLOAT each, in record order: Redis adds in long
-# double and rounds every sum to 17 decimals, so a sum made in Lua would change
-# the last digits of ``estimated_correct``. Every key ends as the per-record
-# script left it, down to the order of hash fields and list items.
+# Per record the script only touches the event's join state, in as few calls as it can: a
+# prediction is a GET of the actual and one HSETNX of its version (0: a duplicate), whose
+# value is already ``joined`` when the actual was there; an actual is a SET NX, an HGETALL
+# of the waiting versions and one HSET marking them all joined. What goes into windows is
+# gathered in Lua tables and written at the end, per window in the order first touched:
+# open_window() once with the window's record count (late records count as before), one
+# HINCRBY per counter, one HINCRBYFLOAT of the window's summed estimates, the pair items by
+# RPUSH in chunks; the expiry times go by ZADD GT in chunks. The estimates are summed in
+# doubles here, not in Redis' long double one by one, so ``estimated_correct`` can differ in
+# its last digits from a record-by-record sum (far below what an estimate means).
 JOIN_LUA = r"""
+-- Lua interns every string it makes, and hashes a long one from every (length/32 + 1)-th
+-- byte only: the keys of events whose ids differ in bytes it skips share a bucket of its
+-- string table, and each new key is compared with all of them byte by byte. So the script
+-- starts from a swept table (without the previous call's garbage) and makes each event's
+-- keys once per call: a third less Redis time for a call holding both sides of most of
+-- its events (a backlog read again), little when they come in different calls.
+collectgarbage('collect')
 local ns = ARGV[i]
 local size, horizon = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
 i = i + 3
@@ -64,7 +71,7 @@ local function window(subject, start)
     w.records = w.records + 1
   else
     -- fields: the counters in the order first added (a hash keeps its fields in that order).
-    w = {subject = subject, start = start, records = 1, fields = {}, predictions = 0, estimates = {},
+    w = {subject = subject, start = start, records = 1, fields = {}, predictions = 0, estimated = 0,
          labelled = 0, items = {}}
     by_start[start] = w
     touched[#touched + 1] = w
@@ -76,7 +83,7 @@ local function count_prediction(subject, start, estimate)
   local w = window(subject, start)
   if w.predictions == 0 then w.fields[#w.fields + 1] = 'predictions' end
   w.predictions = w.predictions + 1
-  w.estimates[w.predictions] = estimate
+  w.estimated = w.estimated + estimate
 end
 
 local function count_pair(subject, start, item)
@@ -103,28 +110,34 @@ local function expire_after(event_id, t)
   expiry[#expiry + 1] = event_id
 end
 
+-- An event's keys: its actual and its predictions.
+local akeys, pkeys = {}, {}
+local function keys_of(event_id)
+  local akey = akeys[event_id]
+  if not akey then
+    akey = ns .. 'a:' .. event_id
+    akeys[event_id] = akey
+    pkeys[event_id] = ns .. 'p:' .. event_id
+  end
+  return akey, pkeys[event_id]
+end
+
 local n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local event_id, version, event_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local estimate, payload = ARGV[i + 3], ARGV[i + 4]
+  local estimate, payload = tonumber(ARGV[i + 3]), ARGV[i + 4]
   i = i + 5
-  local pkey = ns .. 'p:' .. event_id
-  -- Not HSETNX: on a field that exists it still converts a small hash to a hashtable when the
-  -- payload is long, which changes the order HGETALL gives the versions (and so of their pairs).
-  if redis.call('HEXISTS', pkey, version) == 1 then
+  local akey, pkey = keys_of(event_id)
+  local actual = redis.call('GET', akey)
+  -- Marked joined at once when its label is already there; 0: this version was seen before.
+  if redis.call('HSETNX', pkey, version, actual and 'joined' or payload) == 0 then
     dup_predictions = dup_predictions + 1
   else
     local rig = string.match(payload, '^([^\31]*)')
     local start = window_start(event_ms)
     count_prediction(version, start, estimate)
     count_prediction('rig:' .. rig, start, estimate)
-    local actual = redis.call('GET', ns .. 'a:' .. event_id)
-    if actual then
-      redis.call('HSET', pkey, version, 'joined')
-      pair(version, payload, actual)
-    else
-      redis.call('HSET', pkey, version, payload)
-    end
+    if actual then pair(version, payload, actual) end
     expire_after(event_id, event_ms)
   end
 end
@@ -133,17 +146,19 @@ n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
   local event_id, observed_ms, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   i = i + 3
-  if not redis.call('SET', ns .. 'a:' .. event_id, payload, 'NX') then
+  local akey, pkey = keys_of(event_id)
+  if not redis.call('SET', akey, payload, 'NX') then
     dup_actuals = dup_actuals + 1  -- the first label of an event wins
   else
-    local pkey = ns .. 'p:' .. event_id
-    local waiting = redis.call('HGETALL', pkey)
+    local waiting, marks = redis.call('HGETALL', pkey), {}
     for w = 1, #waiting, 2 do
       if waiting[w + 1] ~= 'joined' then
-        redis.call('HSET', pkey, waiting[w], 'joined')
+        marks[#marks + 1] = waiting[w]
+        marks[#marks + 1] = 'joined'
         pair(waiting[w], waiting[w + 1], payload)
       end
     end
+    if #marks > 0 then redis.call('HSET', pkey, unpack(marks)) end
     expire_after(event_id, observed_ms)
   end
 end
@@ -154,9 +169,8 @@ for _, w in ipairs(touched) do
     for _, field in ipairs(w.fields) do
       if field == 'predictions' then
         redis.call('HINCRBY', key, 'predictions', w.predictions)
-        for _, estimate in ipairs(w.estimates) do
-          redis.call('HINCRBYFLOAT', key, 'estimated_correct', estimate)
-        end
+        -- As text with 17 digits: the double's exact value, whatever Redis does with a number.
+        redis.call('HINCRBYFLOAT', key, 'estimated_correct', string.format('%.17g', w.estimated))
       else
         redis.call('HINCRBY', key, 'labelled', w.labelled)
       end
