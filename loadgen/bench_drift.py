@@ -768,8 +768,9 @@ def top_functions(profile_path: Path, limit: int = 15) -> list[dict[str, Any]]:
 KEY_FUNCTIONS = (
     ("rigwatch/runtime/windowed.py", "on_batch", "batch: decode + count + accumulate"),
     ("services/drift/handler.py", "readings", "  DriftHandler.readings"),
-    ("rigwatch/runtime/windowed.py", "checkpoint", "checkpoint: merged updates + offsets to Redis"),
-    ("rigwatch/windowstore.py", "apply_batch", "  WindowStore.apply_batch (argument building + Lua)"),
+    # The Lua call itself runs on the runtime's writer thread, which the profile does not see.
+    ("rigwatch/runtime/windowed.py", "take", "checkpoint: merged updates + offsets taken for Redis"),
+    ("rigwatch/windowstore.py", "batch_call", "  WindowStore.batch_call (arguments + encoding)"),
     ("rigwatch/runtime/windowed.py", "on_tick", "close and emit windows"),
     ("rigwatch/windowstore.py", "read", "  WindowStore.read (HGETALL)"),
     ("services/drift/handler.py", "window", "  DriftHandler.window"),

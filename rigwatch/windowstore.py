@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import chain
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 
 from rigwatch.runtime.checkpoint import (
     OFFSET_GUARD_LUA,
@@ -184,6 +185,7 @@ class WindowStore:
             for name in ("offsets", "watermarks", "seen", "closed", "open", "late", "sealed")
         }
         self._apply = redis.register_script(_APPLY.replace("--EXTENSION--", extension))
+        self._packer: Any = None  # a connection object only to encode commands with
         self._seal = redis.register_script(_SEAL)
         self._renew = redis.register_script(_RENEW)
         self._unlock = redis.register_script(_UNLOCK)
@@ -232,7 +234,23 @@ class WindowStore:
         extension_args: Sequence[Any] = (),
     ) -> tuple[dict[str, int], list[Any]]:
         """:meth:`apply` with arguments for the store's Lua extension; also returns what it reported."""
-        argv: list[Any] = [now_ms, f"{self.ns}:w:", *span_args(sources)]
+        return self.batch_call(sources, updates, assigned, extension_args, now=lambda: now_ms)()
+
+    def batch_call(
+        self,
+        sources: Sequence[SourceSpan],
+        updates: Iterable[Update],
+        assigned: Iterable[str] = (),
+        extension_args: Sequence[Any] = (),
+        *,
+        now: Callable[[], int],
+    ) -> Callable[[], tuple[dict[str, int], list[Any]]]:
+        """:meth:`apply_batch`'s arguments built now, as a call that writes them when made.
+
+        The call may be made on another thread, and again after a Redis outage: it reads
+        the wall clock *now* each time (the sources' last delivery), nothing else.
+        """
+        argv: list[Any] = [0, f"{self.ns}:w:", *span_args(sources)]
         assigned = list(assigned)
         argv += [len(assigned), *assigned]
         updates = list(updates)
@@ -248,13 +266,46 @@ class WindowStore:
             argv.extend(items)
         argv.extend(extension_args)
         keys = [self._keys[n] for n in ("offsets", "watermarks", "seen", "closed", "open", "late")]
-        result = self._apply(keys=keys, args=argv)
-        raise_if_stale(result)
-        late: dict[str, int] = {}
-        flat = result[1]
-        for subject, count in zip(flat[::2], flat[1::2], strict=True):
-            late[as_text(subject)] = late.get(as_text(subject), 0) + int(count)
-        return late, list(result[2])
+        # Encoded here too: tens of thousands of arguments are a millisecond or more of
+        # Python, which the thread making the call would otherwise spend holding the GIL.
+        argv[0] = now()
+        packed: list[Any] | None = self._pack(keys, argv)
+
+        def call() -> tuple[dict[str, int], list[Any]]:
+            nonlocal packed
+            if packed is None:  # made again (after an outage): the clock read again
+                argv[0] = now()
+                packed = self._pack(keys, argv)
+            command, packed = packed, None
+            result = self._evalsha(command, keys, argv)
+            raise_if_stale(result)
+            late: dict[str, int] = {}
+            flat = result[1]
+            for subject, count in zip(flat[::2], flat[1::2], strict=True):
+                late[as_text(subject)] = late.get(as_text(subject), 0) + int(count)
+            return late, list(result[2])
+
+        return call
+
+    def _pack(self, keys: list[str], argv: list[Any]) -> list[Any]:
+        """The batch script's EVALSHA as the client would send it (no I/O: Redis may be down)."""
+        if self._packer is None:
+            pool = self.redis.connection_pool
+            self._packer = pool.connection_class(**pool.connection_kwargs)  # never connected
+        return list(self._packer.pack_command("EVALSHA", self._apply.sha, len(keys), *keys, *argv))
+
+    def _evalsha(self, command: list[Any], keys: list[str], argv: list[Any]) -> Any:
+        """Send a packed EVALSHA of the batch script and read its reply."""
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(command)
+            return connection.read_response()
+        except NoScriptError:
+            # Redis restarted without the script: the client's own call loads it.
+            return self._apply(keys=keys, args=argv)
+        finally:
+            pool.release(connection)
 
     def watermark(self, now_ms: int) -> float | None:
         """Effective watermark: the smallest over non-idle sources, the largest when all are idle.

@@ -9,10 +9,17 @@ The order of a checkpoint is said here and nowhere else:
 4. the offsets are stored for Kafka's commit (lag tools, and the resume point
    of a stateless service).
 
+A service that hands its state over (:attr:`Service.overlap`: the windowed
+ones) has step 3 run on one writer thread while the loop handles the next
+batches; step 4 and everything that follows the write happen on the main
+thread once its result is collected: when it is done, and at the latest before
+the next checkpoint, before a tick, on a rebalance and at shutdown. So at most
+one write is in flight, and the order holds per checkpoint.
+
 A crash anywhere repeats work from the last checkpoint, never loses it. Ticks
-(window closing) run right after a checkpoint, so they see every record
-handled so far. SIGTERM/SIGINT/SIGHUP finish the batch in hand, checkpoint and
-return 0; every client is closed through one ``ExitStack``.
+(window closing) run once everything handled before them is checkpointed, so
+they see every record handled so far. SIGTERM/SIGINT/SIGHUP finish the batch in
+hand, checkpoint and return 0; every client is closed through one ``ExitStack``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,10 +38,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from rigwatch.kafka import SESSION_TIMEOUT_MS, ReliableProducer, StopFlag, client_config, redacted
 from rigwatch.metrics import serve_metrics
 from rigwatch.runtime.checkpoint import SourceSpan, StaleBatch
-from rigwatch.runtime.outage import RedisWait, StoppedWhileWaiting
+from rigwatch.runtime.outage import REDIS_DOWN, RedisWait, StoppedWhileWaiting
 from rigwatch.runtime.records import Batch, Output, source_name
 
-__all__ = ["LONG_POLL", "Roles", "Runtime", "RuntimeMetrics", "Service", "ServiceConfig", "run_service"]
+__all__ = [
+    "LONG_POLL",
+    "Roles",
+    "Runtime",
+    "RuntimeMetrics",
+    "Service",
+    "ServiceConfig",
+    "StateWrite",
+    "run_service",
+]
 
 log = logging.getLogger("rigwatch.runtime")
 
@@ -54,6 +71,24 @@ LONG_POLL = Roles(
 )
 
 
+def _nothing(result: Any) -> None:
+    """What a write's result needs by default: nothing."""
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """A checkpoint's state as the service handed it over: the Redis call that writes it, then what follows.
+
+    ``write`` may run on the runtime's writer thread, and is called again, whole, after
+    a Redis outage, so it uses nothing the service changes meanwhile; it raises
+    :class:`StaleBatch` when the offset guard refuses it. ``applied`` runs on the main
+    thread with its result once it succeeded (counters, metrics).
+    """
+
+    write: Callable[[], Any]
+    applied: Callable[[Any], None] = _nothing
+
+
 class Service:
     """What a service gives the runtime; a stateless one overrides :meth:`on_batch` only.
 
@@ -65,6 +100,9 @@ class Service:
     topics: Sequence[str] = ()
     #: True when :meth:`resume_offsets` (not Kafka's committed offsets) says where to resume.
     stateful = False
+    #: True when :meth:`take` hands the accumulated state over, so its write may run on the
+    #: runtime's writer thread while the next batches are handled.
+    overlap = False
 
     def on_batch(self, batch: Batch) -> Iterable[Output]:
         """Handle records of one topic; returns what to produce now."""
@@ -82,6 +120,15 @@ class Service:
 
         ``assigned`` names sources this worker was given since the last checkpoint.
         """
+
+    def take(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> StateWrite:
+        """What was accumulated, as a write of it with the offsets *spans* cover.
+
+        The default writes through :meth:`checkpoint` (in place: ``overlap`` stays False).
+        A service with ``overlap`` starts afresh here: the state goes with the write, and a
+        :meth:`discard` afterwards forgets only what was handled since.
+        """
+        return StateWrite(lambda: self.checkpoint(spans, assigned))
 
     def resume_offsets(self) -> Mapping[str, int]:
         """The last offset per source the stored state covers."""
@@ -119,6 +166,20 @@ class RuntimeMetrics:
             "rigwatch_runtime_rewinds", "Spans refused as stale and read again", labels, registry=r
         ).labels(service)
         self.service = service
+
+
+@dataclass
+class _Checkpoint:
+    """A checkpoint whose state was taken: its write, and what to do once it is written."""
+
+    state: StateWrite
+    offsets: list[TopicPartition]  # to store once written
+    assigned: set[str]  # the sources it reports newly assigned
+    started: float
+    future: Future[Any] | None = None  # its write on the writer thread; None: written in place
+
+    def done(self) -> bool:
+        return self.future is None or self.future.done()
 
 
 class Runtime:
@@ -172,6 +233,10 @@ class Runtime:
         self._errors: dict[str, int] = {}  # non-fatal consumer errors by name
         self._consumer: Consumer | None = None
         self._producer: ReliableProducer | None = None
+        # One thread, one write at a time: the next checkpoint collects the one before it.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{metrics.service}-writer")
+        self._in_flight: _Checkpoint | None = None
+        self._tick_waits = False  # a tick is due once the write in flight is collected
 
     # ------------------------------------------------------------------ clients
 
@@ -224,6 +289,8 @@ class Runtime:
         resources (Redis, metrics server) are on, when the caller leaves it.
         """
         consumer, producer = self._open(stack)
+        # Left first: a write still in flight after an error ends before the clients close.
+        stack.callback(self._writer.shutdown)
         last_checkpoint = last_tick = time.monotonic()
         try:
             while not self.stop:
@@ -231,19 +298,30 @@ class Runtime:
                 for batch in _by_topic(messages):
                     for out in self.service.on_batch(batch):
                         producer.produce(out.topic, out.value, out.key, out.headers, out.timestamp_ms)
+                if self._in_flight is not None and self._in_flight.done():
+                    self._collect()  # its offsets stored as soon as it is written
                 now = time.monotonic()
                 due = now - last_checkpoint >= self.checkpoint_s or (
                     self.service.pending() >= self.checkpoint_records
                 )
+                # Before a checkpoint collects the tick's write and starts another, so no
+                # stream of checkpoints can put a tick off.
+                if self._tick_waits and (due or self._in_flight is None):
+                    self._run_tick()
+                    due = True  # what was handled while it waited: the writer has nothing to do
                 if self._spans and due:
-                    self.checkpoint()
+                    self.checkpoint(overlap=True)
                     last_checkpoint = now
                 # Not before an assignment: this worker would close windows on stale
                 # watermarks while the records it is about to be given wait unread.
-                if self.tick_s and self._assigned and now - last_tick >= self.tick_s:
-                    self.redis.call(self._tick)
+                if self.tick_s and self._assigned and now - last_tick >= self.tick_s and not self._tick_waits:
+                    # Everything handled so far is written first; the tick runs once it is.
+                    self.checkpoint(overlap=True)
+                    self._tick_waits = True
                     last_checkpoint = last_tick = now
-            self.checkpoint()  # the batch in hand
+                    if self._in_flight is None:
+                        self._run_tick()
+            self.checkpoint()  # the batch in hand, after the write in flight
         except StoppedWhileWaiting:
             log.warning("stopped while Redis was unreachable: work since the last checkpoint is read again")
         log.info("%s stopped", self.metrics.service)
@@ -276,10 +354,20 @@ class Runtime:
                     log.warning("consumer error (%d of this kind so far): %s", seen, err.str())
         return batch
 
+    def _run_tick(self) -> None:
+        self._tick_waits = False
+        if self._assigned:  # not once every partition was taken away meanwhile
+            self.redis.call(self._tick)
+
     def _tick(self) -> None:
-        # Checkpoint first, so windows close on every record handled so far; retried as
-        # one unit, so a tick cut short by a Redis outage checkpoints again before closing.
-        self.checkpoint()
+        # The write the tick waited for first, so windows close on every record handled before
+        # the tick; no write is in flight while on_tick runs. Sources reported active again
+        # (assigned since, or every one after an outage: _pause) are written first too, so
+        # that none counts as idle when windows close. Retried as one unit, so a tick cut
+        # short by a Redis outage does that as well.
+        self._collect()
+        if self._newly_assigned:
+            self.checkpoint()
         self.service.on_tick(int(time.time() * 1000), self._publish)
 
     def _publish(self, outputs: Iterable[Output]) -> None:
@@ -288,8 +376,18 @@ class Runtime:
             self._producer.produce(out.topic, out.value, out.key, out.headers, out.timestamp_ms)
         self._producer.flush()
 
-    def checkpoint(self) -> None:
-        """Flush the outputs, write the service's state with its offsets, store the offsets."""
+    def checkpoint(self, *, overlap: bool = False) -> None:
+        """Flush the outputs, write the service's state with its offsets, store the offsets.
+
+        The checkpoint in flight is collected first. With *overlap*, a service that hands its
+        state over has it written on the writer thread and this returns at once (the next
+        collection stores the offsets); otherwise this returns once everything handled so
+        far is written and its offsets are stored.
+        """
+        if overlap and not self._spans and not self._newly_assigned:
+            return  # nothing to write: a write in flight may go on
+        if not self._collect():
+            return  # refused as stale: the rewind reads it all again
         if not self._spans and not self._newly_assigned:
             return
         assert self._consumer is not None and self._producer is not None
@@ -299,27 +397,55 @@ class Runtime:
             SourceSpan(source_name(topic, partition), first, last)
             for (topic, partition), (first, last) in self._spans.items()
         ]
+        offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in self._spans.items()]
+        assigned = set(self._newly_assigned)
+        state = self.service.take(spans, sorted(assigned))
+        self._spans.clear()
+        self._newly_assigned.clear()
+        self._in_flight = _Checkpoint(state, offsets, assigned, started)
+        if overlap and self.service.overlap:
+            self._in_flight.future = self._writer.submit(state.write)
+        else:
+            self._collect()
+
+    def _collect(self) -> bool:
+        """Finish the checkpoint in flight: write it (or wait for its write), apply, store its offsets.
+
+        A write that met a Redis outage on the writer thread is retried here, so the outage
+        is said once, consumption paused and the outage waited out as for a write in place.
+        Returns False when the write was refused as stale: then what was handled since it
+        was taken is discarded too, and the partitions are read again from the stored offsets.
+        """
+        pending, self._in_flight = self._in_flight, None
+        if pending is None:
+            return True
+        assert self._consumer is not None
         try:
-            # The assigned sources are read at each attempt: an outage adds every one (_pause).
-            self.redis.call(lambda: self.service.checkpoint(spans, sorted(self._newly_assigned)))
+            if pending.future is None:
+                result = self.redis.call(pending.state.write)
+            else:
+                try:
+                    result = pending.future.result()
+                except REDIS_DOWN as exc:
+                    result = self.redis.call(pending.state.write, failed=exc)
         except StaleBatch as exc:
             log.warning("%s; reading again from the checkpointed offsets", exc)
             self.metrics.rewinds.inc()
             self.service.discard()
             self._spans.clear()
+            self._newly_assigned.update(pending.assigned)  # not written: reported again
             self._rewind(self._consumer, [TopicPartition(t, p) for t, p in self._assigned])
-            return
-        self._newly_assigned.clear()
-        if self._spans:
-            tps = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in self._spans.items()]
-            self._spans.clear()
+            return False
+        pending.state.applied(result)
+        if pending.offsets:
             try:
-                self._consumer.store_offsets(offsets=tps)
+                self._consumer.store_offsets(offsets=pending.offsets)
             except KafkaException as exc:
                 # A partition revoked meanwhile: its new owner resumes from the checkpoint.
                 log.info("offsets not stored: %s", exc)
         self.metrics.checkpoints.inc()
-        self.metrics.checkpoint_seconds.observe(time.perf_counter() - started)
+        self.metrics.checkpoint_seconds.observe(time.perf_counter() - pending.started)
+        return True
 
     # ------------------------------------------------------------------ assignment
 
@@ -430,6 +556,7 @@ def run_service(
     registry: CollectorRegistry,
     roles: Roles,
     checkpoint_ms: int = 0,
+    checkpoint_records: int = 20_000,
     tick_ms: int = 0,
 ) -> int:
     """What every ``app.py`` ends with: serve the metrics, say what runs, run until *stop*.
@@ -449,6 +576,7 @@ def run_service(
         batch_max=config.batch_max,
         poll_timeout_ms=config.batch_timeout_ms,
         checkpoint_ms=checkpoint_ms,
+        checkpoint_records=checkpoint_records,
         tick_ms=tick_ms,
     )
     return runtime.run(stack)

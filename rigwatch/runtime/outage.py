@@ -53,20 +53,28 @@ class RedisWait:
         # one outage is said, paused for and resumed from once whichever call meets it.
         self._down_since: float | None = None
 
-    def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)``, retried for as long as Redis is unreachable."""
+    def call(self, fn: Callable[..., T], *args: Any, failed: Exception | None = None) -> T:
+        """``fn(*args)``, retried for as long as Redis is unreachable.
+
+        *failed* is the outage a first attempt made elsewhere already met (a checkpoint's
+        write on the runtime's writer thread): it is said and waited for before ``fn`` runs
+        again, as if this call had met it.
+        """
         delay = 0.1
         while True:
-            try:
-                result = fn(*args)
-            except REDIS_DOWN as exc:
-                self._went_down(exc)
-                if self.stop.wait(delay):
-                    raise StoppedWhileWaiting("stopped while Redis was unreachable") from exc
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                continue
-            self._came_back()
-            return result
+            if failed is None:
+                try:
+                    result = fn(*args)
+                except REDIS_DOWN as exc:
+                    failed = exc
+                else:
+                    self._came_back()
+                    return result
+            self._went_down(failed)
+            if self.stop.wait(delay):
+                raise StoppedWhileWaiting("stopped while Redis was unreachable") from failed
+            failed = None
+            delay = min(delay * 2, MAX_BACKOFF_S)
 
     def _went_down(self, exc: Exception) -> None:
         if self._down_since is not None:

@@ -3,10 +3,12 @@
 A handler turns each batch into :class:`~rigwatch.windowing.Updates`; they are
 merged in process and written to the shared Redis windows
 (:class:`~rigwatch.windowstore.WindowStore`) with the offsets they cover in
-one Lua call per checkpoint. On a tick, windows behind the watermark are
-sealed, and one worker of the group at a time (a Redis lease) turns them into
-MetricWindows: published and flushed before they are deleted, so a crash
-re-publishes a window (at-least-once), never loses it.
+one Lua call per checkpoint, which the runtime makes on its writer thread
+while the next batches are handled (:meth:`WindowedService.take`). On a
+tick, windows behind the watermark are sealed, and one worker of the group at
+a time (a Redis lease) turns them into MetricWindows: published and flushed
+before they are deleted, so a crash re-publishes a window (at-least-once),
+never loses it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from redis import Redis
 from rigwatch.codec import Codec
 from rigwatch.metrics import StreamCounters
 from rigwatch.runtime.checkpoint import SourceSpan
-from rigwatch.runtime.loop import Service
+from rigwatch.runtime.loop import Service, StateWrite
 from rigwatch.runtime.outage import REDIS_DOWN
 from rigwatch.runtime.records import Batch, Output
 from rigwatch.windowing import Pending, Updates, namespace
@@ -82,6 +84,8 @@ class WindowedService(Service):
     """
 
     stateful = True
+    #: The state goes with its write, which runs while the next batches are handled.
+    overlap = True
     #: The emitter lease: short, so a crashed emitter's successor takes over within seconds.
     lease_ms = 5_000
     #: Close windows on the wall clock once every input is idle (service health).
@@ -114,16 +118,29 @@ class WindowedService(Service):
     def pending(self) -> int:
         return self._pending.records
 
-    def checkpoint(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> None:
-        marks = self._pending.max_event_ms
-        spans = [SourceSpan(s.source, s.first_offset, s.last_offset, marks.get(s.source, -1)) for s in spans]
-        args = self.extension_args(self._pending.extension) if self.extension_args else []
-        late, extension = self.store.apply_batch(spans, self._pending.updates(), now_ms(), assigned, args)
-        for topic, (records, unusable) in self._consumed.items():
-            self.counters.count(topic, records, unusable, {})
-        self.counters.count(self.topics[0], 0, 0, late)
-        self.checkpointed(extension)
+    def take(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> StateWrite:
+        # Everything the write needs is built here, on the main thread; the service starts afresh.
+        pending, consumed = self._pending, self._consumed
         self.discard()
+        marks = pending.max_event_ms
+        spans = [SourceSpan(s.source, s.first_offset, s.last_offset, marks.get(s.source, -1)) for s in spans]
+        args = self.extension_args(pending.extension) if self.extension_args else []
+        call = self.store.batch_call(spans, pending.updates(), assigned, args, now=now_ms)
+
+        def applied(result: tuple[dict[str, int], list[Any]]) -> None:
+            late, extension = result
+            for topic, (records, unusable) in consumed.items():
+                self.counters.count(topic, records, unusable, {})
+            self.counters.count(self.topics[0], 0, 0, late)
+            self.checkpointed(extension)
+
+        return StateWrite(call, applied)
+
+    def checkpoint(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> None:
+        # In one go; the runtime uses take() instead, whose write it can retry after an outage
+        # (this one's state is gone once taken).
+        state = self.take(spans, assigned)
+        state.applied(state.write())
 
     def checkpointed(self, extension: list[Any]) -> None:
         """What the store's Lua extension reported for the checkpoint just written."""
@@ -132,8 +149,9 @@ class WindowedService(Service):
         return self.store.applied_offsets()
 
     def discard(self) -> None:
+        # New objects, not cleared ones: a write taken by take() still holds the old ones.
         self._pending = Pending()
-        self._consumed.clear()
+        self._consumed = {}
 
     def on_tick(self, now_ms: int, publish: Callable[[Iterable[Output]], None]) -> None:
         """Seal windows behind the watermark; as the group's emitter, publish them."""

@@ -82,8 +82,7 @@ class AccuracyService(WindowedService):
         unlabelled = {as_text(k): int(v) for k, v in counts.items()}  # type: ignore[union-attr]
         done, reported = [], set()
         for subject, start in sealed:
-            fields, late = self.store.read(subject, start)
-            items = self.store.read_items(subject, start)
+            fields, items, late = self.store.read_window(subject, start)
             # Late and expired counts not yet reported go with the subject's first window of this round.
             first = subject not in reported
             reported.add(subject)
@@ -145,5 +144,6 @@ def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
             registry=metrics.registry,
             roles=LONG_POLL,
             checkpoint_ms=config.checkpoint_ms,
+            checkpoint_records=config.checkpoint_records,
             tick_ms=config.close_interval_ms,
         )

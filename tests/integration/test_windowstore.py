@@ -113,6 +113,37 @@ def test_replayed_batch_at_or_below_the_applied_offset_is_stale_and_adds_nothing
     assert store().applied_offsets() == {A: 19, B: 59}
 
 
+def test_a_batch_call_is_built_without_redis_and_made_again_is_stale_or_reloads_a_flushed_script(
+    store: StoreFactory, redis_client: Redis
+) -> None:
+    # Built (arguments encoded) with the server unreachable: the runtime does this on its
+    # main thread, and an outage must only show when the call is made.
+    unreachable = WindowStore(
+        Redis(port=1, socket_connect_timeout=0.5),
+        "test:nowhere",
+        size_ms=SIZE,
+        lateness_ms=LATENESS,
+        idle_ms=IDLE,
+    )
+    unreachable.batch_call([SourceSpan(A, 0, 0, 1_100)], [Update("m1", 1_000, 1, {"n": 1})], now=lambda: 0)
+
+    ws = store()
+    clock = iter([5, 7])
+    call = ws.batch_call(
+        [SourceSpan(A, 0, 9, 1_100)], [Update("m1", 1_000, 10, {"n": 10})], now=lambda: next(clock)
+    )
+    assert call() == ({}, [])
+    # Made again, as after an outage whose reply was lost: the guard refuses it, nothing doubles.
+    with pytest.raises(StaleBatch):
+        call()
+    assert ws.read("m1", 1_000) == ({b"n": b"10"}, 0)
+
+    # A Redis that lost its scripts (a restart): the packed EVALSHA falls back to loading it.
+    redis_client.script_flush()
+    late, _ = ws.apply_batch([SourceSpan(A, 10, 19, 1_200)], [Update("m1", 1_000, 10, {"n": 10})], 0)
+    assert late == {} and ws.read("m1", 1_000) == ({b"n": b"20"}, 0)
+
+
 def test_watermark_is_the_min_over_active_sources_and_the_max_once_all_are_idle(store: StoreFactory) -> None:
     ws = store()
     assert ws.watermark(now_ms=0) is None

@@ -9,8 +9,11 @@ set as its clients (``_open`` is replaced, nothing else).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
+from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -20,8 +23,9 @@ from redis.exceptions import ConnectionError
 
 from rigwatch.exceptions import DeliveryError
 from rigwatch.kafka import StopFlag
+from rigwatch.runtime import loop
 from rigwatch.runtime.checkpoint import SourceSpan, StaleBatch
-from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics, Service, _by_topic
+from rigwatch.runtime.loop import LONG_POLL, Runtime, RuntimeMetrics, Service, StateWrite, _by_topic
 from rigwatch.runtime.outage import RedisWait, StoppedWhileWaiting
 from rigwatch.runtime.records import Batch, Output
 from rigwatch.windowing import Pending, Update, Updates
@@ -181,6 +185,69 @@ class RecordingService(Service):
         self.calls.append(("discard",))
 
 
+class OverlapService(RecordingService):
+    """Hands its state over (``overlap``): each write runs on the runtime's writer thread.
+
+    Logs batches (no outputs), writes (from the writer thread), results applied, discards
+    with what they dropped, and ticks. A write waits for its gate: write ``k`` is released
+    when the batch holding offset ``o`` is handled for ``release_on[o] == k``, any other at
+    once. ``failures`` are raised by the next write attempts, in turn.
+    """
+
+    overlap = True
+
+    def __init__(
+        self,
+        calls: list[Call],
+        *,
+        stateful: bool = True,
+        stored: Mapping[str, int] | None = None,
+        stale: int = 0,
+        release_on: Mapping[int, int] | None = None,
+        failures: Sequence[Exception] = (),
+    ) -> None:
+        super().__init__(calls, stateful=stateful, stored=stored, stale=stale)
+        self.release_on = dict(release_on or {})
+        self.failures = list(failures)
+        self.handled: list[int] = []  # offsets handled since the last take
+        self.gates: list[threading.Event] = []
+
+    def on_batch(self, batch: Batch) -> Iterable[Output]:
+        self.calls.append(("batch", list(batch.offsets)))
+        self.handled.extend(batch.offsets)
+        for offset in batch.offsets:
+            if offset in self.release_on:
+                self.gates[self.release_on[offset]].set()
+        return ()
+
+    def take(self, spans: Sequence[SourceSpan], assigned: Sequence[str]) -> StateWrite:
+        taken, self.handled = self.handled, []
+        gate = threading.Event()
+        if len(self.gates) not in self.release_on.values():
+            gate.set()
+        self.gates.append(gate)
+
+        def write() -> list[int]:
+            assert gate.wait(5), "a write was never released"
+            self.calls.append(("write", list(spans)))
+            if self.failures:
+                raise self.failures.pop(0)
+            if self.stale:
+                self.stale -= 1
+                raise StaleBatch(spans[0].source, self.stored.get(spans[0].source, -1))
+            self.stored.update({s.source: s.last_offset for s in spans})
+            return taken
+
+        return StateWrite(write, lambda result: self.calls.append(("applied", result)))
+
+    def discard(self) -> None:
+        self.calls.append(("discard", self.handled))
+        self.handled = []
+
+    def on_tick(self, now_ms: int, publish: Callable[[Iterable[Output]], None]) -> None:
+        self.calls.append(("tick",))
+
+
 class Rig:
     """A runtime wired to fakes, with its call log and metrics registry."""
 
@@ -192,11 +259,14 @@ class Rig:
         stored: Mapping[str, int] | None = None,
         stale: int = 0,
         flush_fails: Exception | None = None,
+        service: type[RecordingService] = RecordingService,
+        tick_ms: int = 0,
+        **service_options: Any,
     ) -> None:
         self.calls: list[Call] = []
         self.stop = StopFlag()
         self.registry = CollectorRegistry()
-        self.service = RecordingService(self.calls, stateful=stateful, stored=stored, stale=stale)
+        self.service = service(self.calls, stateful=stateful, stored=stored, stale=stale, **service_options)
         self.consumer = FakeConsumer(self.calls, polls, self.stop)
         self.producer = FakeProducer(self.calls, flush_fails)
         self.runtime = Runtime(
@@ -207,6 +277,7 @@ class Rig:
             metrics=RuntimeMetrics(self.registry, SERVICE),
             roles=LONG_POLL,
             checkpoint_ms=0,  # a checkpoint after every poll
+            tick_ms=tick_ms,
         )
         self.runtime._consumer = cast(Any, self.consumer)
         self.runtime._producer = cast(Any, self.producer)
@@ -547,7 +618,155 @@ def test_after_an_outage_ending_in_a_checkpoint_every_assigned_source_is_reporte
     assert {f"{IN}/0", f"{IN}/1"} in reported, f"assigned sources reported after the outage: {reported}"
 
 
-# ---------------------------------------------------------------------------- (e) Pending
+# ---------------------------------------------------------------------------- (e) writes in flight
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's monotonic clock steps a second per reading: every checkpoint and tick is due."""
+    seconds = iter(range(1_000_000))
+    fake = SimpleNamespace(
+        monotonic=lambda: float(next(seconds)), perf_counter=time.perf_counter, time=time.time
+    )
+    monkeypatch.setattr(loop, "time", fake)
+
+
+def _offsets_of(calls: Sequence[Call]) -> list[Call]:
+    """The log with spans as ``(first, last)`` of partition 0."""
+    return [
+        ("write", [(s.first_offset, s.last_offset) for s in c[1]]) if c[0] == "write" else c for c in calls
+    ]
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_write_runs_while_the_next_batch_is_handled_and_is_collected_before_the_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The first write is released only by handling the second batch: were the loop waiting for
+    # it before polling again, it would never finish.
+    rig = Rig([_msgs(0, 5), _msgs(0, 6)], service=OverlapService, tick_ms=1, release_on={6: 0})
+    rig.assign(0)
+
+    assert rig.run(monkeypatch) == 0
+
+    assert _offsets_of(rig.named("batch", "write", "applied", "store_offsets", "tick")) == [
+        ("batch", [5]),
+        ("batch", [6]),
+        ("write", [(5, 5)]),
+        # Collected on the main thread before the tick: it sees every record handled before it.
+        ("applied", [5]),
+        ("store_offsets", [(IN, 0, 6)]),
+        ("tick",),
+        ("write", [(6, 6)]),
+        ("applied", [6]),
+        ("store_offsets", [(IN, 0, 7)]),
+        ("tick",),
+        ("tick",),  # the last poll's: nothing left to write, so at once
+    ]
+    assert rig.metric("rigwatch_runtime_checkpoints_total") == 2
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_stale_write_in_flight_discards_it_and_the_work_handled_since_and_rewinds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig(
+        [_msgs(0, 40), _msgs(0, 41)],
+        service=OverlapService,
+        stored={f"{IN}/0": 39},
+        stale=1,
+        release_on={41: 0},
+    )
+    rig.assign(0)
+    # Another worker (or this one, its reply lost) checkpointed the partition meanwhile.
+    rig.service.stored[f"{IN}/0"] = 41
+
+    assert rig.run(monkeypatch) == 0
+
+    assert _offsets_of(
+        rig.named("batch", "write", "applied", "discard", "store_offsets", "assign", "unassign")
+    ) == [
+        ("assign", [(IN, 0, 40)]),
+        ("batch", [40]),
+        ("batch", [41]),  # handled while the write was in flight
+        ("write", [(40, 40)]),  # refused
+        ("discard", [41]),  # what was handled since goes with it: nothing of 40 or 41 is written
+        ("unassign", [(IN, 0, UNSET)]),
+        ("assign", [(IN, 0, 42)]),
+        # The shutdown's checkpoint reports the assignment the refused write did not write.
+        ("write", []),
+        ("applied", []),
+    ]
+    assert rig.consumer.assignment == {(IN, 0): 42}
+    assert rig.metric("rigwatch_runtime_rewinds_total") == 1
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_redis_outage_met_by_a_write_in_flight_is_waited_out_with_consumption_paused(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(
+        [_msgs(0, 5), _msgs(0, 6)],
+        service=OverlapService,
+        release_on={6: 0},
+        failures=[ConnectionError("Redis restarting")],
+    )
+    rig.assign(0)
+    rig.runtime.redis.stop = cast(Any, FakeStop())
+
+    with caplog.at_level(logging.WARNING, logger="rigwatch.runtime"):
+        assert rig.run(monkeypatch) == 0
+
+    assert _offsets_of(rig.named("batch", "write", "applied", "store_offsets", "pause", "resume")) == [
+        ("batch", [5]),
+        ("batch", [6]),
+        ("write", [(5, 5)]),  # meets the outage on the writer thread
+        # Retried on the main thread, as a checkpoint in place: consumption paused meanwhile.
+        ("pause", [(IN, 0, UNSET)]),
+        ("write", [(5, 5)]),
+        ("resume", [(IN, 0, UNSET)]),
+        ("applied", [5]),
+        ("store_offsets", [(IN, 0, 6)]),
+        ("write", [(6, 6)]),
+        ("applied", [6]),
+        ("store_offsets", [(IN, 0, 7)]),
+    ]
+    assert rig.runtime.redis.outages == 1
+    assert rig.metric("rigwatch_runtime_redis_unavailable") == 0
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Redis unreachable" in m for m in messages) == 1
+    assert sum("Redis reachable again" in m for m in messages) == 1
+
+
+def test_shutdown_waits_for_the_write_in_flight_and_stores_its_offsets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rig = Rig([_msgs(0, 5, 6)], service=OverlapService, release_on={-1: 0})
+    service = cast(OverlapService, rig.service)
+    rig.assign(0)
+
+    def release_after_the_stop() -> None:
+        # The poll that finds nothing more sets the stop flag (the SIGTERM); the write is
+        # still held then, and finishes only a while later.
+        rig.stop.wait(5)
+        time.sleep(0.1)
+        service.gates[0].set()
+
+    releaser = threading.Thread(target=release_after_the_stop, daemon=True)
+    releaser.start()
+    assert rig.run(monkeypatch) == 0
+    releaser.join()
+
+    assert _offsets_of(rig.named("batch", "write", "applied", "store_offsets")) == [
+        ("batch", [5, 6]),
+        ("write", [(5, 6)]),
+        ("applied", [5, 6]),
+        ("store_offsets", [(IN, 0, 7)]),
+    ]
+    assert rig.runtime._in_flight is None
+
+
+# ---------------------------------------------------------------------------- (f) Pending
 
 
 def test_pending_merges_updates_of_a_window_and_keeps_others_apart() -> None:
