@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Message
 
+from rigwatch.harness import Process
 from rigwatch.kafka import TopicReader
 
 
@@ -48,3 +49,18 @@ class SeenIds:
             self.ids.add(self.decode(msg.value())["event_id"])
         self._done = len(seen)
         return self.ids
+
+
+def assigned(proc: Process, timeout: float = 60.0) -> Process:
+    """*proc* once its log says it was given partitions; fails the test with the log's end after *timeout*.
+
+    A scorer reads its deployment and loads the champion before it joins its group (a few
+    seconds): a processor started beside it and fed at full speed would otherwise see the
+    readings long before their predictions, and close windows on the readings alone.
+    """
+    deadline = time.monotonic() + timeout
+    while "INFO rigwatch.runtime: assigned " not in proc.log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{proc.name} was not assigned partitions:\n{proc.log.read_text()[-2000:]}")
+        time.sleep(0.1)
+    return proc

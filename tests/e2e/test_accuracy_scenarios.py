@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from streams import collect
+from streams import assigned, collect
 
 from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import ReadingStream, WrongLabels, stepping_clock
@@ -29,8 +29,11 @@ START_MS = 1_700_000_010_000  # a multiple of WINDOW_MS: window k starts at STAR
 
 def _start(spawn, settings, name: str):
     """A scorer and an accuracy processor with groups of their own."""
-    spawn(
-        ["scorer"], settings.to_env(RIGWATCH_SCORER_GROUP=f"scorer-{name}", RIGWATCH_SCORER_METRICS_PORT="-1")
+    assigned(
+        spawn(
+            ["scorer"],
+            settings.to_env(RIGWATCH_SCORER_GROUP=f"scorer-{name}", RIGWATCH_SCORER_METRICS_PORT="-1"),
+        )
     )
     return _accuracy(spawn, settings, name)
 

@@ -11,7 +11,7 @@ import signal
 import threading
 
 import pytest
-from streams import collect
+from streams import assigned, collect
 
 from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import Shift
@@ -38,7 +38,9 @@ def _drift(spawn, settings, group: str):
 
 
 def _scorer(spawn, settings, group: str):
-    return spawn(["scorer"], settings.to_env(RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="-1"))
+    return assigned(
+        spawn(["scorer"], settings.to_env(RIGWATCH_SCORER_GROUP=group, RIGWATCH_SCORER_METRICS_PORT="-1"))
+    )
 
 
 def _pump(
