@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
 import pytest
-from streams import collect
+from streams import assigned, collect
 
 from loadgen.pump import PumpOptions, run_pump
 from loadgen.readings import Shift
@@ -29,8 +29,11 @@ INTERVAL_MS = 100
 
 
 def _services(spawn, settings, name: str, env: dict[str, str] | None = None, accuracy: bool = False):
-    spawn(
-        ["scorer"], settings.to_env(RIGWATCH_SCORER_GROUP=f"scorer-{name}", RIGWATCH_SCORER_METRICS_PORT="-1")
+    assigned(
+        spawn(
+            ["scorer"],
+            settings.to_env(RIGWATCH_SCORER_GROUP=f"scorer-{name}", RIGWATCH_SCORER_METRICS_PORT="-1"),
+        )
     )
     spawn(
         ["drift"],
