@@ -21,7 +21,7 @@ from rigwatch.codec import Codec
 from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
 from rigwatch.windowing import Updates, decode_valid, max_event_per_source, metric_window
-from services.accuracy.join import SEP
+from services.accuracy.join import SEP, event_key
 
 __all__ = ["AccuracyHandler", "Pairs"]
 
@@ -122,7 +122,8 @@ class AccuracyHandler:
                     record["role"],
                 )
             )
-            args += [record["event_id"], record["model_version"], record["event_time"], text, payload]
+            event = event_key(record["event_id"])
+            args += [event, record["model_version"], record["event_time"], text, payload]
         times = [r["event_time"] for r in decoded]
         return Updates([], max_event_per_source(used, times), bad, {"predictions": args})
 
@@ -132,7 +133,8 @@ class AccuracyHandler:
         args: list[Any] = []
         for record in records:
             observed = record["observed_time"]
-            args += [record["event_id"], observed, f"{self._index[record['label']]}{SEP}{observed}"]
+            label = self._index[record["label"]]
+            args += [event_key(record["event_id"]), observed, f"{label}{SEP}{observed}"]
         times = [r["observed_time"] for r in records]
         return Updates([], max_event_per_source(used, times), bad, {"actuals": args})
 

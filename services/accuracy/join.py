@@ -1,12 +1,14 @@
 """The prediction/actual join, as Lua run inside the window store's batch script (atomic, exactly once).
 
-Join state, under the store's namespace ``NS``:
+Join state, under the store's namespace ``NS``, one hash per event at
+``NS:e:<event key>`` (:func:`event_key`: a fixed-length digest of the event id):
 
-- ``NS:p:<event_id>``: hash model version -> prediction payload, or ``joined``
-  once its label came (kept, so a re-sent prediction is not counted twice);
-- ``NS:a:<event_id>``: the first actual's payload (kept until expiry, so a
-  later prediction of another model version joins it too);
-- ``NS:expiry``: sorted set event_id -> event time after which both go.
+- field ``""``: the first actual's payload (kept until expiry, so a later
+  prediction of another model version joins it too);
+- field ``<model version>``: the prediction's payload, or ``joined`` once its
+  label came (kept, so a re-sent prediction is not counted twice);
+
+and ``NS:expiry``: sorted set event key -> event time after which the hash goes.
 
 A joined pair is appended to the window (of its subject: model version, and
 ``rig:<rig_id>``) that holds its *label time*, max(event time, observed time),
@@ -17,35 +19,51 @@ time. Payloads are fields joined by :data:`SEP` (rig id and event time first).
 
 from __future__ import annotations
 
-__all__ = ["JOINED", "JOIN_LUA", "SEP", "SWEEP_LUA"]
+import hashlib
+
+__all__ = ["ACTUAL", "JOINED", "JOIN_LUA", "SEP", "SWEEP_LUA", "event_key"]
 
 #: Field separator of payloads and pair items (ASCII unit separator: not in ids).
 SEP = "\x1f"
 #: Marker of a prediction that has its label.
 JOINED = "joined"
+#: The field of an event's hash that holds its actual (a model version is never empty).
+ACTUAL = ""
+
+
+def event_key(event_id: str) -> str:
+    """The join's key of an event: a 96-bit digest of its id, in hex.
+
+    Producers choose event ids, often long and alike but for their last digits.
+    Lua interns every string and hashes a long one from a sample of its bytes
+    only, so such ids (and keys made of them) pile up in a few buckets of its
+    string table; short uniform keys do not, and take less memory.
+
+    >>> event_key("run-1-rig-03-12345")
+    'fa75ec41e44098db30a96832'
+    """
+    return hashlib.blake2b(event_id.encode(), digest_size=12).hexdigest()
+
 
 # Arguments after the store's own: namespace, window size, horizon, then
-# n_predictions x (event_id, version, event_ms, estimated p(correct), payload),
-# then n_actuals x (event_id, observed_ms, payload).
+# n_predictions x (event key, version, event_ms, estimated p(correct), payload),
+# then n_actuals x (event key, observed_ms, payload).
 # Reports {joined pairs, duplicate predictions, duplicate actuals}.
 #
-# Per record the script only touches the event's join state, in as few calls as it can: a
-# prediction is a GET of the actual and one HSETNX of its version (0: a duplicate), whose
-# value is already ``joined`` when the actual was there; an actual is a SET NX, an HGETALL
-# of the waiting versions and one HSET marking them all joined. What goes into windows is
-# gathered in Lua tables and written at the end, per window in the order first touched:
-# open_window() once with the window's record count (late records count as before), one
-# HINCRBY per counter, one HINCRBYFLOAT of the window's summed estimates, the pair items by
-# RPUSH in chunks; the expiry times go by ZADD GT in chunks. The estimates are summed in
-# doubles here, not in Redis' long double one by one, so ``estimated_correct`` can differ in
-# its last digits from a record-by-record sum (far below what an estimate means).
+# Per record the script only touches the event's hash, in as few calls as it can: a
+# prediction is an HGET of the actual and one HSETNX of its version (0: a duplicate), whose
+# value is already ``joined`` when the actual was there; an actual is an HGETALL of the
+# event (an actual there already: a duplicate) and one HSET of the actual that marks every
+# waiting version joined too. What goes
+# into windows is gathered in Lua tables and written at the end, per window in the order
+# first touched: open_window() once with the window's record count (late records count as
+# before), one HINCRBY per counter, one HINCRBYFLOAT of the window's summed estimates, the
+# pair items by RPUSH in chunks; the expiry times go by ZADD GT in chunks. The estimates are
+# summed in doubles here, not in Redis' long double one by one, so ``estimated_correct`` can
+# differ in its last digits from a record-by-record sum (far below what an estimate means).
 JOIN_LUA = r"""
--- Lua interns every string it makes, and hashes a long one from every (length/32 + 1)-th
--- byte only: the keys of events whose ids differ in bytes it skips share a bucket of its
--- string table, and each new key is compared with all of them byte by byte. So the script
--- starts from a swept table (without the previous call's garbage) and makes each event's
--- keys once per call: a third less Redis time for a call holding both sides of most of
--- its events (a backlog read again), little when they come in different calls.
+-- Start from a swept table: the previous call's garbage strings would lengthen every
+-- lookup in Lua's string table.
 collectgarbage('collect')
 local ns = ARGV[i]
 local size, horizon = tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -105,32 +123,20 @@ end
 
 -- Expiry times as ZADD arguments (score, member, ...), added once at the end.
 local expiry = {}
-local function expire_after(event_id, t)
+local function expire_after(event, t)
   expiry[#expiry + 1] = t + horizon
-  expiry[#expiry + 1] = event_id
-end
-
--- An event's keys: its actual and its predictions.
-local akeys, pkeys = {}, {}
-local function keys_of(event_id)
-  local akey = akeys[event_id]
-  if not akey then
-    akey = ns .. 'a:' .. event_id
-    akeys[event_id] = akey
-    pkeys[event_id] = ns .. 'p:' .. event_id
-  end
-  return akey, pkeys[event_id]
+  expiry[#expiry + 1] = event
 end
 
 local n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
-  local event_id, version, event_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local event, version, event_ms = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local estimate, payload = tonumber(ARGV[i + 3]), ARGV[i + 4]
   i = i + 5
-  local akey, pkey = keys_of(event_id)
-  local actual = redis.call('GET', akey)
+  local key = ns .. 'e:' .. event
+  local actual = redis.call('HGET', key, '')
   -- Marked joined at once when its label is already there; 0: this version was seen before.
-  if redis.call('HSETNX', pkey, version, actual and 'joined' or payload) == 0 then
+  if redis.call('HSETNX', key, version, actual and 'joined' or payload) == 0 then
     dup_predictions = dup_predictions + 1
   else
     local rig = string.match(payload, '^([^\31]*)')
@@ -138,28 +144,31 @@ for k = 1, n do
     count_prediction(version, start, estimate)
     count_prediction('rig:' .. rig, start, estimate)
     if actual then pair(version, payload, actual) end
-    expire_after(event_id, event_ms)
+    expire_after(event, event_ms)
   end
 end
 
 n = tonumber(ARGV[i]); i = i + 1
 for k = 1, n do
-  local event_id, observed_ms, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  local event, observed_ms, payload = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   i = i + 3
-  local akey, pkey = keys_of(event_id)
-  if not redis.call('SET', akey, payload, 'NX') then
+  local key = ns .. 'e:' .. event
+  local entries, marks, waiting = redis.call('HGETALL', key), {'', payload}, {}
+  local labelled = false
+  for e = 1, #entries, 2 do
+    if entries[e] == '' then labelled = true; break end
+    if entries[e + 1] ~= 'joined' then
+      marks[#marks + 1] = entries[e]
+      marks[#marks + 1] = 'joined'
+      waiting[#waiting + 1] = e
+    end
+  end
+  if labelled then
     dup_actuals = dup_actuals + 1  -- the first label of an event wins
   else
-    local waiting, marks = redis.call('HGETALL', pkey), {}
-    for w = 1, #waiting, 2 do
-      if waiting[w + 1] ~= 'joined' then
-        marks[#marks + 1] = waiting[w]
-        marks[#marks + 1] = 'joined'
-        pair(waiting[w], waiting[w + 1], payload)
-      end
-    end
-    if #marks > 0 then redis.call('HSET', pkey, unpack(marks)) end
-    expire_after(event_id, observed_ms)
+    redis.call('HSET', key, unpack(marks))
+    for _, e in ipairs(waiting) do pair(entries[e], entries[e + 1], payload) end
+    expire_after(event, observed_ms)
   end
 end
 
@@ -193,24 +202,37 @@ extension = {joined, dup_predictions, dup_actuals}
 SWEEP_LUA = r"""
 local ns = ARGV[1]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local unlabelled, orphans = 0, 0
-for _, event_id in ipairs(due) do
-  local pkey, akey = ns .. 'p:' .. event_id, ns .. 'a:' .. event_id
-  local entries = redis.call('HGETALL', pkey)
-  local met = false
-  for k = 1, #entries, 2 do
-    if entries[k + 1] == 'joined' then
+local unlabelled, orphans, counts, subjects = 0, 0, {}, {}
+local function count(subject)
+  if not counts[subject] then
+    counts[subject] = 0
+    subjects[#subjects + 1] = subject
+  end
+  counts[subject] = counts[subject] + 1
+end
+local keys = {}
+for k, event in ipairs(due) do
+  keys[k] = ns .. 'e:' .. event
+  local entries = redis.call('HGETALL', keys[k])
+  local met, labelled = false, false
+  for e = 1, #entries, 2 do
+    if entries[e] == '' then
+      labelled = true
+    elseif entries[e + 1] == 'joined' then
       met = true
     else
-      local rig = string.match(entries[k + 1], '^([^\31]*)')
-      redis.call('HINCRBY', KEYS[2], entries[k], 1)
-      redis.call('HINCRBY', KEYS[2], 'rig:' .. rig, 1)
+      count(entries[e])
+      count('rig:' .. string.match(entries[e + 1], '^([^\31]*)'))
       unlabelled = unlabelled + 1
     end
   end
-  if (not met) and redis.call('EXISTS', akey) == 1 then orphans = orphans + 1 end
-  redis.call('DEL', pkey, akey)
-  redis.call('ZREM', KEYS[1], event_id)
+  if labelled and not met then orphans = orphans + 1 end
+end
+for _, subject in ipairs(subjects) do redis.call('HINCRBY', KEYS[2], subject, counts[subject]) end
+-- The due events are the lowest-scored members: removed by rank, their hashes in chunks.
+if #due > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, #due - 1) end
+for first = 1, #keys, 1000 do
+  redis.call('DEL', unpack(keys, first, math.min(first + 999, #keys)))
 end
 return {#due, unlabelled, orphans}
 """

@@ -15,7 +15,7 @@ from rigwatch.schemas import Codecs
 from rigwatch.stack import Endpoints
 from rigwatch.windowstore import WindowStore
 from services.accuracy.handler import AccuracyHandler, Pairs
-from services.accuracy.join import JOIN_LUA, JOINED, SEP, SWEEP_LUA
+from services.accuracy.join import JOIN_LUA, JOINED, SEP, SWEEP_LUA, event_key
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +27,18 @@ P, A = "rig.predictions/0", "rig.actuals/0"
 BOOKKEEPING = {"offsets", "watermarks", "seen", "open", "unlabelled", "expiry"}
 
 CODECS = Codecs.load()
+#: The event ids of the join's keys (:func:`event_key`) the tests made, to read its state back.
+EVENT_IDS: dict[str, str] = {}
+
+
+def _event(event_id: str) -> str:
+    EVENT_IDS[event_key(event_id)] = event_id
+    return event_id
 
 
 def _prediction(event_id: str, **fields: Any) -> bytes:
     record: dict[str, Any] = {
-        "event_id": event_id,
+        "event_id": _event(event_id),
         "rig_id": "rig-7",
         "cycle": 7,
         "event_time": T0 + 3_500,
@@ -49,7 +56,7 @@ def _prediction(event_id: str, **fields: Any) -> bytes:
 
 
 def _actual(event_id: str, **fields: Any) -> bytes:
-    record = {"event_id": event_id, "rig_id": "rig-7", "label": "100", "observed_time": T0 + 28_500}
+    record = {"event_id": _event(event_id), "rig_id": "rig-7", "label": "100", "observed_time": T0 + 28_500}
     return CODECS.actual.encode(record | fields)
 
 
@@ -141,8 +148,14 @@ class Join:
         return {_text(k).removeprefix(f"{self.ns}:") for k in self.redis.scan_iter(match=f"{self.ns}:*")}
 
     def join_keys(self) -> set[str]:
-        """Keys that are neither a window nor the store's bookkeeping: the join's per-event state."""
-        return {k for k in self.all_keys() if not k.startswith("w:") and k not in BOOKKEEPING}
+        """The events with join state (``NS:e:<event key>``); no other key but windows and bookkeeping."""
+        keys = {k for k in self.all_keys() if not k.startswith("w:") and k not in BOOKKEEPING}
+        assert all(k.startswith("e:") for k in keys), keys
+        return {EVENT_IDS[k.removeprefix("e:")] for k in keys}
+
+    def event(self, event_id: str) -> dict[bytes, bytes]:
+        """An event's join state: its actual (field ``b""``) and its versions' predictions."""
+        return self.redis.hgetall(f"{self.ns}:e:{event_key(event_id)}")  # type: ignore[return-value]
 
     def item_lists(self) -> set[str]:
         """Windows holding pairs, as ``<start>:<subject>``."""
@@ -150,7 +163,7 @@ class Join:
 
     def expiry(self) -> dict[str, float]:
         members: list[tuple[bytes, float]] = self.redis.zrange(f"{self.ns}:expiry", 0, -1, withscores=True)  # type: ignore[assignment]
-        return {_text(m): float(s) for m, s in members}
+        return {EVENT_IDS[_text(m)]: float(s) for m, s in members}
 
     def unlabelled(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in (self.redis.hgetall(f"{self.ns}:unlabelled")).items()}
@@ -231,8 +244,7 @@ def test_either_side_first_gives_one_pair_in_the_window_of_the_label_time(
     assert (metrics["labelled"], metrics["accuracy"]) == (1.0, 1.0)
 
     # Join state: the prediction marked joined, the actual kept, both until the later time's horizon.
-    assert j.redis.hgetall(f"{j.ns}:p:e1") == {b"v1": JOINED.encode()}
-    assert j.redis.get(f"{j.ns}:a:e1") == f"2{SEP}{observed_ms}".encode()
+    assert j.event("e1") == {b"v1": JOINED.encode(), b"": f"2{SEP}{observed_ms}".encode()}
     assert j.expiry() == {"e1": max(event_ms, observed_ms) + HORIZON}
 
 
@@ -255,7 +267,7 @@ def test_resent_prediction_and_second_actual_are_duplicates_and_make_no_second_p
         assert j.items(subject, label_start) == [_item(T0 + 3_500, T0 + 28_500)]
         assert (j.fields(subject, label_start))["labelled"] == "1"
         assert (j.fields(subject, T0))["predictions"] == "1"
-    assert j.redis.get(f"{j.ns}:a:e1") == f"2{SEP}{T0 + 28_500}".encode()
+    assert j.event("e1")[b""] == f"2{SEP}{T0 + 28_500}".encode()
 
     # Duplicates within one batch count the same way.
     assert j.predict(_prediction("e2"), _prediction("e2")) == [0, 1, 0]
@@ -289,7 +301,7 @@ def test_a_challenger_prediction_for_a_labelled_event_joins_the_kept_actual(j: J
     assert (j.fields("rig:rig-7", label_start))["labelled"] == "2"
     assert (j.fields("v2", T0))["predictions"] == "1"
     assert (j.fields("rig:rig-7", T0))["predictions"] == "2"
-    assert j.redis.hgetall(f"{j.ns}:p:e1") == {b"v1": b"joined", b"v2": b"joined"}
+    assert j.event("e1") == {b"v1": b"joined", b"": f"2{SEP}{T0 + 28_500}".encode(), b"v2": b"joined"}
 
     # Both versions waiting when the label comes: one pair each.
     assert j.predict(_prediction("e2"), _prediction("e2", **challenger)) == [0, 0, 0]
@@ -311,7 +323,7 @@ def test_a_replayed_batch_at_an_applied_offset_is_stale_and_joins_nothing(j: Joi
     with pytest.raises(StaleBatch):
         j.label(_actual("e1"), first=0)
     assert j.snapshot() == before
-    assert j.join_keys() == {"p:e1", "a:e2"}
+    assert j.join_keys() == {"e1", "e2"}
     assert j.item_lists() == set()
 
     # The batch after the applied offset joins.
@@ -334,7 +346,7 @@ def test_expiry_counts_unjoined_predictions_and_orphan_actuals_and_drops_join_st
         "e3": T0 + 3_000 + HORIZON,
         "e4": T0 + 50_000 + HORIZON,
     }
-    assert j.join_keys() == {"p:e1", "p:e2", "a:e2", "a:e3", "p:e4"}
+    assert j.join_keys() == {"e1", "e2", "e3", "e4"}
     windows = {k: v for k, v in (j.snapshot()).items() if k.startswith("w:")}
 
     # Nothing is due before its horizon has passed.
@@ -342,7 +354,7 @@ def test_expiry_counts_unjoined_predictions_and_orphan_actuals_and_drops_join_st
     # The watermark past e1, e2 and e3's horizons (inclusive), short of e4's.
     assert j.sweep(T0 + 5_000 + HORIZON) == [3, 1, 1]
     assert j.unlabelled() == {"v1": 1, "rig:rig-1": 1}
-    assert j.join_keys() == {"p:e4"}
+    assert j.join_keys() == {"e4"}
     assert j.expiry() == {"e4": T0 + 50_000 + HORIZON}
     # Windows are the store's business: expiry leaves them as they were.
     assert {k: v for k, v in (j.snapshot()).items() if k.startswith("w:")} == windows

@@ -12,7 +12,7 @@ from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
 from rigwatch.schemas import Codecs
 from services.accuracy.handler import AccuracyHandler, Pairs
-from services.accuracy.join import SEP
+from services.accuracy.join import SEP, event_key
 
 CLASSES = ("3", "20", "100")
 NS = "test:accuracy"
@@ -120,7 +120,7 @@ class _Sample:
         ]
         p = _prediction_entries(handler.join_args(handler.predictions(predictions, ["p/0"] * n).extension))
         a = _actual_entries(handler.join_args(handler.actuals(actuals, ["a/0"] * n).extension))
-        assert [e[0] for e in p] == [e[0] for e in a] == [f"e{i}" for i in range(n)]
+        assert [e[0] for e in p] == [e[0] for e in a] == [event_key(f"e{i}") for i in range(n)]
         # The join's pair(): the prediction payload, the separator, the actual payload.
         self.items = [f"{pe[4]}{SEP}{ae[2]}".encode() for pe, ae in zip(p, a, strict=True)]
         self.estimate = np.array([float(e[3]) for e in p])
@@ -297,12 +297,12 @@ def test_predictions_become_join_arguments_and_bad_records_are_counted(
         SIZE,
         HORIZON,
         2,
-        "e1",
+        event_key("e1"),
         "v7",
         T0 + 2_000,
         repr(0.7),
         SEP.join(["rig-009", str(T0 + 2_000), "2", "0.1,0.2,0.7", repr(0.7), "challenger"]),
-        "e2",
+        event_key("e2"),
         "v1",
         T0 + 1_500,
         repr(0.625),
@@ -348,10 +348,10 @@ def test_actuals_become_join_arguments_and_unknown_labels_are_counted(
         HORIZON,
         0,
         2,
-        "e1",
+        event_key("e1"),
         T0 + 9_000,
         f"1{SEP}{T0 + 9_000}",
-        "e3",
+        event_key("e3"),
         T0 + 7_000,
         f"0{SEP}{T0 + 7_000}",
     ]
