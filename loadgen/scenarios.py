@@ -12,7 +12,17 @@ from dataclasses import dataclass
 
 from rigwatch.exceptions import ConfigError
 
-__all__ = ["DEMO_TIMELINE", "SCENARIOS", "Effect", "Phase", "Scenario", "demo_timeline", "parse_scenario"]
+__all__ = [
+    "ACTIONS",
+    "DEMO_TIMELINE",
+    "MODEL_UPDATE",
+    "SCENARIOS",
+    "Effect",
+    "Phase",
+    "Scenario",
+    "demo_timeline",
+    "parse_scenario",
+]
 
 KINDS = ("offset", "stuck", "noise", "degrade", "bad", "wrong-labels")
 
@@ -132,31 +142,44 @@ def parse_scenario(text: str) -> tuple[Scenario, tuple[Effect, ...]]:
     return scenario, scenario.effects(first, last)
 
 
+#: What the demo does to the deployment at the start of a phase.
+ACTIONS = ("promote", "rollback")
+
+
 @dataclass(frozen=True)
 class Phase:
-    """A stretch of the demo timeline, in seconds from the start."""
+    """A stretch of the demo timeline, in seconds from the start; *action* (:data:`ACTIONS`) opens it."""
 
     name: str
     start_s: float
     end_s: float | None
+    action: str | None = None
 
 
-#: The demo: (phase, seconds, scenario or None for normal operation).
-DEMO_TIMELINE: tuple[tuple[str, float, str | None], ...] = (
+#: The demo: (phase, seconds, pump scenario or None for normal operation, deployment action or None).
+DEMO_TIMELINE: tuple[tuple[str, float, str | None, str | None], ...] = (
     # Short enough that a newcomer sees an alert fire and resolve within two minutes.
-    ("normal", 40, None),
-    ("sensor offset: tsb_temp +2 degC", 40, "sensor-offset"),
-    ("recovery", 40, None),
-    ("bad records: 30 % malformed", 30, "bad-records"),
-    ("cooler degrading toward failure", 90, "cooler-degradation"),
+    ("normal", 40, None, None),
+    ("sensor offset: tsb_temp +2 degC", 40, "sensor-offset", None),
+    ("recovery", 40, None, None),
+    ("bad records: 30 % malformed", 30, "bad-records", None),
+    ("cooler degrading toward failure", 90, "cooler-degradation", None),
+    ("a retrained model version promoted while readings flow", 40, None, "promote"),
+    ("rolled back to the previous champion", 40, None, "rollback"),
+)
+#: ``rigwatch demo --scenario model-update``: the deployment steps of the timeline alone.
+MODEL_UPDATE: tuple[tuple[str, float, str | None, str | None], ...] = (
+    ("normal", 20, None, None),
+    ("a retrained model version promoted while readings flow", 20, None, "promote"),
+    ("rolled back to the previous champion", 20, None, "rollback"),
 )
 
 
 def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase], list[str]]:
     """The demo's phases and, for a pump sending *rate* readings/s, the ``--scenario`` values that play them.
 
-    *scenario* ``timeline`` plays :data:`DEMO_TIMELINE`; a scenario name plays 20 s normal,
-    20 s of that scenario, then recovery.
+    *scenario* ``timeline`` plays :data:`DEMO_TIMELINE`, ``model-update`` :data:`MODEL_UPDATE`;
+    a scenario name plays 20 s normal, 20 s of that scenario, then recovery.
 
     Examples
     --------
@@ -165,19 +188,25 @@ def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase],
     ('sensor-offset@400-800', 'normal')
     >>> demo_timeline(10, "bad-records")[1]
     ['bad-records@200-400']
+    >>> [(p.start_s, p.action) for p in demo_timeline(10, "model-update")[0]]
+    [(0.0, None), (20.0, 'promote'), (40.0, 'rollback')]
     """
     if scenario == "timeline":
         timeline = DEMO_TIMELINE
+    elif scenario == "model-update":
+        timeline = MODEL_UPDATE
     elif scenario in SCENARIOS:
-        timeline = (("normal", 20, None), (scenario, 20, scenario), ("recovery", 20, None))
+        timeline = (("normal", 20, None, None), (scenario, 20, scenario, None), ("recovery", 20, None, None))
     else:
-        raise ConfigError(f"scenario={scenario!r}: expected 'timeline' or one of {', '.join(SCENARIOS)}")
+        raise ConfigError(
+            f"scenario={scenario!r}: expected 'timeline', 'model-update' or one of {', '.join(SCENARIOS)}"
+        )
     phases: list[Phase] = []
     specs: list[str] = []
     t = 0.0
-    for i, (name, seconds, effect) in enumerate(timeline):
+    for i, (name, seconds, effect, action) in enumerate(timeline):
         # The last phase stays on screen until the demo stops.
-        phases.append(Phase(name, t, None if i == len(timeline) - 1 else t + seconds))
+        phases.append(Phase(name, t, None if i == len(timeline) - 1 else t + seconds, action))
         if effect is not None:
             specs.append(f"{effect}@{int(t * rate)}-{int((t + seconds) * rate)}")
         t += seconds

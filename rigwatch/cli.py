@@ -518,8 +518,9 @@ def demo(
     scenario: Annotated[
         str,
         typer.Option(
-            help="timeline: normal, sensor offset, recovery, bad records, cooler degradation; or one pump "
-            "scenario name (20 s normal, 20 s of it, then recovery); none: clean data."
+            help="timeline: normal, sensor offset, recovery, bad records, cooler degradation, then a "
+            "retrained model version promoted and rolled back; model-update: those two deployment steps "
+            "alone; or one pump scenario name (20 s normal, 20 s of it, then recovery); none: clean data."
         ),
     ] = "timeline",
     event_interval_ms: Annotated[

@@ -3,7 +3,10 @@
 Scorer, drift, latency, accuracy and alerts run as processes beside the pump,
 which plays the scenario timeline of :data:`loadgen.scenarios.DEMO_TIMELINE`
 (normal, a temperature sensor offset, recovery, bad records, a cooler
-degrading toward failure), so alerts fire and resolve within minutes.
+degrading toward failure), so alerts fire and resolve within minutes. Then
+the demo acts as an operator would: a retrained model version (another seed)
+is registered, promoted while readings flow and rolled back; the view shows
+the version of every prediction and the audit trail as it grows.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -24,9 +28,16 @@ from rich.text import Text
 
 from loadgen.scenarios import Phase, demo_timeline
 from rigwatch.config import Settings
+from rigwatch.exceptions import RigwatchError
 from rigwatch.kafka import StopFlag, TopicReader
 from rigwatch.lifecycle.audit import actor
-from rigwatch.lifecycle.operations import DEFAULT_DEPLOYMENT, ensure_deployment
+from rigwatch.lifecycle.operations import (
+    DEFAULT_DEPLOYMENT,
+    ensure_deployment,
+    promote,
+    registered_version,
+    rollback,
+)
 from rigwatch.schemas import Codecs
 from rigwatch.stack import running_stack
 from rigwatch.windowing import is_segment
@@ -100,6 +111,7 @@ def run_demo(
         for phase in phases:
             until = f"{phase.end_s:.0f} s" if phase.end_s is not None else "the end"
             console.print(f"  {phase.start_s:>4.0f} s .. {until}: {phase.name}")
+        operator = _Operator(bound, data, console) if any(p.action for p in phases) else None
         since_ms = int(time.time() * 1000)
         services = [
             _service([name, "--metrics-port", "0"], settings.run_dir / f"{name}.log", env)
@@ -112,12 +124,63 @@ def run_demo(
         )
         stop = StopFlag().install()
         try:
-            _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services, phases)
+            _watch(console, settings, ends.bootstrap, since_ms, stop, duration, services, phases, operator)
         finally:
             console.print("stopping the pump and the services ...")
             for proc in reversed(services):
                 _stop(proc)
     console.print("demo: everything stopped")
+    if operator is not None:
+        console.print(f"what was done to the deployment: rigwatch audit --deployment {DEFAULT_DEPLOYMENT}")
+
+
+class _Operator:
+    """The demo's deployment steps: a retrained version registered up front, promoted and rolled back.
+
+    Each step runs on a thread of its own (the guardrails load and score both
+    models on the labelled data) and says how it went in :attr:`said`.
+    """
+
+    #: Action -> (reason, comment) in the audit trail.
+    WHY: ClassVar[dict[str, tuple[str, str]]] = {
+        "promote": ("accuracy", "demo: a version retrained (another seed) after the cooler degradation"),
+        "rollback": ("other", "demo: back to the previous champion"),
+    }
+
+    def __init__(self, settings: Settings, data: Path | None, console: Console) -> None:
+        from rigwatch.data import resolve_data
+        from rigwatch.model import train
+
+        self.settings, self.actor = settings, actor()
+        self.said: collections.deque[str] = collections.deque(maxlen=4)
+        self.dataset = resolve_data(data)
+        folder = settings.run_dir / "retrained-model"
+        if not (folder / "model.txt").exists():
+            console.print("training the retrained version the demo promotes later (seed 7) ...")
+            train(self.dataset, seed=7).write(folder)
+        self.version = registered_version(settings, folder, actor=self.actor)
+        console.print(f"registered {self.version} (retrained, seed 7): promoted and rolled back later")
+
+    def start(self, action: str) -> threading.Thread:
+        thread = threading.Thread(target=self._run, args=(action,), name=f"demo-{action}", daemon=True)
+        thread.start()
+        return thread
+
+    def _run(self, action: str) -> None:
+        name, (reason, comment) = DEFAULT_DEPLOYMENT, self.WHY[action]
+        try:
+            if action == "promote":
+                change = promote(
+                    self.settings, name, self.version, reason=reason, comment=comment, actor=self.actor,
+                    eval_data=self.dataset,
+                )  # fmt: skip
+                checks = ", ".join(f"{r.name} {'ok' if r.passed else 'FAILED'}" for r in change.guardrails)
+                self.said.append(f"promoted {change.record['champion']} ({checks})")
+            else:
+                change = rollback(self.settings, name, reason=reason, comment=comment, actor=self.actor)
+                self.said.append(f"rolled back to {change.record['champion']}")
+        except RigwatchError as exc:  # refused: shown, and the demo goes on
+            self.said.append(f"{action} refused: {exc}")
 
 
 class _View:
@@ -132,6 +195,9 @@ class _View:
         self.alerts: collections.deque[dict[str, Any]] = collections.deque(maxlen=20)
         self.active: dict[str, dict[str, Any]] = {}  # alert_id -> its firing record
         self.phases: list[Phase] = []
+        self.deployment: dict[str, Any] | None = None
+        self.audit: collections.deque[dict[str, Any]] = collections.deque(maxlen=4)
+        self.operator: _Operator | None = None
 
     def remember(self, event_id: str, label: str) -> None:
         self.labels[event_id] = label
@@ -164,7 +230,24 @@ class _View:
                 true + mark,
                 p["model_version"],
             )
-        return Group(summary, table, self._windows_line(), self._alerts_table())
+        return Group(summary, table, self._windows_line(), self._deployment_lines(), self._alerts_table())
+
+    def _deployment_lines(self) -> Text:
+        d = self.deployment
+        lines = ["deployment: …"]
+        if d:
+            lines = [
+                f"deployment {d['deployment']}: champion {d['champion']}, previous {d['previous_champion']}"
+            ]
+        for e in self.audit:
+            when = time.strftime("%H:%M:%S", time.localtime(e["time"] / 1000))
+            lines.append(
+                f"  audit {when} {e['action']} {e['model_version'] or ''} by {e['actor']}"
+                + (f" ({e['reason']})" if e["reason"] else "")
+            )
+        if self.operator is not None:
+            lines += [f"  demo: {line}" for line in self.operator.said]
+        return Text("\n".join(lines))
 
     def _windows_line(self) -> Text:
         def pick(kind: str, *names: str) -> str:
@@ -203,9 +286,11 @@ def _watch(
     duration: float | None,
     services: list[subprocess.Popen[bytes]],
     phases: list[Phase],
+    operator: _Operator | None,
 ) -> None:
     topics, codecs, view = settings.topics, Codecs.load(), _View()
-    view.phases = phases
+    view.phases, view.operator = phases, operator
+    due = [p for p in phases if p.action]
     predicted: dict[str, str] = {}
     watched = [
         topics.sensor_readings,
@@ -214,16 +299,25 @@ def _watch(
         topics.dlq,
         topics.metrics,
         topics.alerts,
+        topics.audit,
     ]
-    # Only this run's records: the stack may hold older ones.
+    # Only this run's records: the stack may hold older ones (the deployment's state: all of it).
     with (
         TopicReader(bootstrap, watched, since_ms=since_ms) as reader,
+        TopicReader(bootstrap, [topics.deployments]) as deployments,
         Live(console=console, refresh_per_second=4) as live,
     ):
         while not stop:
+            if due and operator is not None and time.monotonic() - view.started >= due[0].start_s:
+                operator.start(due.pop(0).action or "")
+            for msg in deployments.poll(0):
+                if msg.value() is not None and msg.key() == DEFAULT_DEPLOYMENT.encode():
+                    view.deployment = codecs.deployment.decode(msg.value())
             for msg in reader.poll(0.2):
                 topic, value = msg.topic(), msg.value()
-                if topic == topics.dlq:
+                if topic == topics.audit:
+                    view.audit.append(codecs.audit_event.decode(value))
+                elif topic == topics.dlq:
                     view.dead += 1
                 elif topic == topics.metrics:
                     w = codecs.metric_window.decode(value)

@@ -62,3 +62,54 @@ def test_demo_headless_shows_every_window_kind_fires_and_resolves_an_alert_and_l
     assert kinds == {"drift", "health", "accuracy"}
     predictions = collect(settings.bootstrap, [settings.topics.predictions], lambda s: len(s) >= 1000)
     assert len(predictions) >= 1000
+
+
+def test_demo_model_update_promotes_a_retrained_version_then_rolls_it_back_and_audits_both(
+    settings, real_dataset
+) -> None:
+    codecs = Codecs.load()
+    champion = ModelPackage.load(settings.model_dir).version
+    # 20 s normal, promote the retrained version, 20 s, roll back, 20 s.
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "rigwatch", "demo", "--data", str(real_dataset.source.removeprefix("csv:")),
+            "--scenario", "model-update", "--rate", "100", "--duration", "55",
+        ],
+        env=settings.to_env(RIGWATCH_ACTOR="demo-operator"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "rigwatch audit --deployment cooler" in done.stdout
+    assert _ours(settings.topic_prefix) == [], "a demo process outlived the demo"
+
+    audit = [
+        codecs.audit_event.decode(m.value())
+        for m in collect(settings.bootstrap, [settings.topics.audit], lambda s: True, settle=2)
+    ]
+    retrained = next(
+        e["model_version"] for e in audit if e["action"] == "register" and e["model_version"] != champion
+    )
+    steps = [
+        (e["action"], e["model_version"], e["actor"], e["reason"])
+        for e in audit
+        if e["action"] in ("promote", "rollback")
+    ]
+    assert steps == [
+        ("promote", retrained, "demo-operator", "accuracy"),
+        ("rollback", champion, "demo-operator", "other"),
+    ], audit
+    promoted = next(e for e in audit if e["action"] == "promote")
+    assert promoted["guardrails"] and all(g["passed"] for g in promoted["guardrails"]), promoted
+
+    # Every partition served the champion, then the retrained version, then the champion again.
+    per_partition: dict[int, list[tuple[int, str]]] = {}
+    for m in collect(settings.bootstrap, [settings.topics.predictions], lambda s: True, settle=2):
+        version = codecs.prediction.decode(m.value())["model_version"]
+        per_partition.setdefault(m.partition(), []).append((m.offset(), version))
+    assert per_partition
+    for partition, rows in per_partition.items():
+        versions = [v for _, v in sorted(rows)]
+        runs = [v for i, v in enumerate(versions) if i == 0 or versions[i - 1] != v]
+        assert runs == [champion, retrained, champion], f"partition {partition} served {runs}"
