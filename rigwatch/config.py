@@ -86,6 +86,11 @@ class Topics:
         return f"{self.prefix}predictions"
 
     @property
+    def predictions_shadow(self) -> str:
+        """Predictions nobody is served: a shadow challenger's, and the champion's where a canary served."""
+        return f"{self.prefix}predictions.shadow"
+
+    @property
     def actuals(self) -> str:
         return f"{self.prefix}actuals"
 
@@ -137,6 +142,7 @@ class Topics:
             self.sensor_readings,
             self.dlq,
             self.predictions,
+            self.predictions_shadow,
             self.actuals,
             self.metrics,
             self.alerts,

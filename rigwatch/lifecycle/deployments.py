@@ -29,8 +29,11 @@ from rigwatch.schemas import Codecs
 
 __all__ = [
     "ACTIVE",
+    "CANARY",
+    "MODES",
     "PENDING",
     "REJECTED",
+    "SHADOW",
     "check_name",
     "control_producer",
     "current",
@@ -44,6 +47,10 @@ __all__ = [
 
 ACTIVE, PENDING, REJECTED = "active", "pending", "rejected"
 STATES = (ACTIVE, PENDING, REJECTED)
+#: How a challenger runs: scored on every reading beside the champion and never served
+#: (``rig.predictions.shadow``), or serving a share of the rigs on ``rig.predictions``.
+SHADOW, CANARY = "shadow", "canary"
+MODES = (SHADOW, CANARY)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 

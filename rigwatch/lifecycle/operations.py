@@ -29,8 +29,11 @@ from rigwatch.kafka import ReliableProducer
 from rigwatch.lifecycle.audit import AuditLog, check_reason
 from rigwatch.lifecycle.deployments import (
     ACTIVE,
+    CANARY,
+    MODES,
     PENDING,
     REJECTED,
+    SHADOW,
     check_name,
     control_producer,
     current,
@@ -51,11 +54,13 @@ from rigwatch.model.package import ModelPackage
 from rigwatch.schemas import load_schema
 
 __all__ = [
+    "AUTO_ACTOR",
     "DEFAULT_DEPLOYMENT",
     "Change",
     "approve",
     "comment_model",
     "create_deployment",
+    "end_challenge",
     "ensure_deployment",
     "history",
     "promote",
@@ -63,16 +68,29 @@ __all__ = [
     "registered_version",
     "reject",
     "rollback",
+    "start_challenge",
 ]
 
 log = logging.getLogger("rigwatch.lifecycle")
 
 #: The deployment the demo and the stack create, and scorers follow by default.
 DEFAULT_DEPLOYMENT = "cooler"
+#: Who acts when the promotion gate acts on a comparison's verdict by itself.
+AUTO_ACTOR = "rigwatch-auto"
+#: A deployment without a challenger.
+_NO_CHALLENGER: dict[str, Any] = {
+    "challenger": None,
+    "challenger_mode": None,
+    "challenger_percent": None,
+    "auto_promote": False,
+    "min_pairs": 0,
+}
 #: Audit actions that change, or refuse to change, a deployment (``rigwatch deploy history``).
 DEPLOYMENT_ACTIONS = frozenset(
     {
         "create",
+        "challenge",
+        "end_challenge",
         "promote",
         "propose",
         "forced",
@@ -191,16 +209,18 @@ def _record(
     before: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     carried = before or {}
+    # A change of champion keeps the challenge set up beside it, unless the challenger is
+    # the new champion: then the challenge is over.
+    challenge = {k: carried.get(k, v) for k, v in _NO_CHALLENGER.items()}
+    if challenge["challenger"] == champion:
+        challenge = dict(_NO_CHALLENGER)
     return {
         "deployment": deployment,
         "change_id": change_id,
         "state": state,
         "champion": champion,
         "previous_champion": previous,
-        # A change of champion keeps the challenger set up beside it.
-        "challenger": carried.get("challenger"),
-        "challenger_mode": carried.get("challenger_mode"),
-        "challenger_percent": carried.get("challenger_percent"),
+        **challenge,
         "requires_approval": requires_approval,
         "actor": actor,
         "reason": reason,
@@ -450,6 +470,106 @@ def rollback(
     publish_records(settings, [record], producer=producer)
     event = _audited(audit, "rollback", actor, record, model_version=previous, after=previous, **fields)
     return Change(record, (loaded,), event)
+
+
+def start_challenge(
+    settings: Settings,
+    deployment: str,
+    version: str,
+    *,
+    mode: str,
+    percent: float | None = None,
+    auto_promote: bool = False,
+    min_pairs: int = 0,
+    reason: str = "other",
+    comment: str | None = None,
+    actor: str,
+) -> Change:
+    """Run *version* as the challenger of *deployment*, in *mode* (:data:`MODES`); replaces a running one.
+
+    The guardrails that need no labels run first (same features and classes as the
+    champion, loads and scores, reference profile and calibration); a failure refuses
+    and is audited. ``canary`` needs *percent* (0-100, exclusive): the share of rigs'
+    readings the challenger serves. With *auto_promote*, the promotion gate promotes
+    it once the comparison says ``better`` on at least *min_pairs* labelled pairs.
+    """
+    check_name(deployment)
+    check_reason(reason)
+    if mode not in MODES:
+        raise LifecycleError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+    if mode == CANARY and (percent is None or not 0 < percent < 100):
+        raise LifecycleError(f"canary percent {percent!r}: expected a share between 0 and 100 (exclusive)")
+    if mode == SHADOW and percent is not None:
+        raise LifecycleError(f"percent {percent!r}: only a canary serves a share (shadow serves none)")
+    if min_pairs < 0:
+        raise LifecycleError(f"min_pairs {min_pairs}: expected 0 or more")
+    audit, producer = _clients(settings)
+    state = _state(current(read_records(settings)), deployment)
+    store = ModelStore(settings.model_store)
+    target = store.resolve(version)
+    if target == state["champion"]:
+        raise LifecycleError(f"model {target} is the champion of {deployment!r}: it cannot challenge itself")
+    results = run_guardrails(
+        lambda: store.load(target), _champion_package(store, state["champion"]), load_schema("SensorReading")
+    )
+    fields = {"reason": reason, "comment": comment, "before": state["challenger"]}
+    if not all(r.passed for r in results):
+        raise _refuse(audit, actor, target, results, "challenge", deployment=deployment, **fields)
+    challenge = {
+        "challenger": target,
+        "challenger_mode": mode,
+        "challenger_percent": percent,
+        "auto_promote": auto_promote,
+        "min_pairs": min_pairs,
+    }
+    record = _record(
+        ACTIVE,
+        deployment,
+        _new_change_id(),
+        state["champion"],
+        state["previous_champion"],
+        requires_approval=bool(state["requires_approval"]),
+        actor=actor,
+        reason=reason,
+        comment=comment,
+        before={**state, **challenge},
+    )
+    publish_records(settings, [record], producer=producer)
+    event = _audited(
+        audit, "challenge", actor, record, model_version=target, after=target, guardrails=results, **fields
+    )
+    return Change(record, tuple(results), event)
+
+
+def end_challenge(
+    settings: Settings, deployment: str, *, reason: str = "other", comment: str | None = None, actor: str
+) -> Change:
+    """Stop the challenger of *deployment*: its scorers go idle, the champion serves every reading."""
+    check_name(deployment)
+    check_reason(reason)
+    audit, producer = _clients(settings)
+    state = _state(current(read_records(settings)), deployment)
+    challenger = state["challenger"]
+    if challenger is None:
+        raise LifecycleError(f"deployment {deployment!r} has no challenger")
+    record = _record(
+        ACTIVE,
+        deployment,
+        _new_change_id(),
+        state["champion"],
+        state["previous_champion"],
+        requires_approval=bool(state["requires_approval"]),
+        actor=actor,
+        reason=reason,
+        comment=comment,
+        before={**state, **_NO_CHALLENGER},
+    )
+    publish_records(settings, [record], producer=producer)
+    event = _audited(
+        audit, "end_challenge", actor, record, model_version=challenger, reason=reason, comment=comment,
+        before=challenger,
+    )  # fmt: skip
+    return Change(record, (), event)
 
 
 def _pending_change(waiting: Mapping[str, dict[str, Any]], change_id: str) -> dict[str, Any]:

@@ -3,10 +3,18 @@
 The scorer serves the champion of a deployment and follows it
 (:class:`~services.scorer.follow.DeploymentFollower`): a promotion or rollback
 is swapped in between two batches, and every prediction names the version
-that made it. The scorer is stateless: its checkpoint is the runtime's flush
-and offset store after every poll, so a reading is scored, produced and
-acknowledged before its offset can be committed (at-least-once; a replay
-repeats the same prediction, unless a new champion came between).
+that made it. With a canary challenger the same scorer serves the canary's
+rigs with the challenger and puts the champion's prediction of them on
+``rig.predictions.shadow`` (so both are compared on every canary reading);
+one consumer group decides, so every reading gets exactly one served
+prediction. A shadow scorer (``--shadow``, its own group) serves the shadow
+challenger to ``rig.predictions.shadow`` only, and consumes without scoring
+while there is none.
+
+The scorer is stateless: its checkpoint is the runtime's flush and offset
+store after every poll, so a reading is scored, produced and acknowledged
+before its offset can be committed (at-least-once; a replay repeats the same
+prediction, unless a new champion came between).
 """
 
 from __future__ import annotations
@@ -30,8 +38,8 @@ from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from services.scorer.config import ScorerSettings
-from services.scorer.follow import DeploymentFollower, scorer_id
-from services.scorer.handler import Scorer
+from services.scorer.follow import DeploymentFollower, Serving, in_canary, scorer_id
+from services.scorer.handler import ScoredBatch, Scorer
 from services.scorer.humility import HumilityRules
 from services.scorer.metrics import ScorerMetrics
 
@@ -44,28 +52,77 @@ SWAP_TICK_MS = 500
 
 
 class ScorerService(Service):
-    """Readings in; predictions, and DLQ records for what cannot be scored, out."""
+    """Readings in; predictions, and DLQ records for what cannot be scored, out.
+
+    *serving* is what the scorer serves now; *served_topic* where its predictions go
+    (``rig.predictions``, or ``rig.predictions.shadow`` for a shadow scorer, which
+    sends nothing to the DLQ: the champion's scorers do).
+    """
 
     def __init__(
         self,
-        scorer: Scorer,
+        serving: Serving,
         topics: Topics,
         metrics: ScorerMetrics,
         follower: DeploymentFollower | None = None,
+        *,
+        shadow: bool = False,
     ) -> None:
-        self.scorer, self.out, self.metrics, self.follower = scorer, topics, metrics, follower
+        self.serving, self.out, self.metrics, self.follower = serving, topics, metrics, follower
+        self.shadow = shadow
+        self.served_topic = topics.predictions_shadow if shadow else topics.predictions
         self.topics = [topics.sensor_readings]
-        self._served(scorer)
+        self._served(serving)
 
     def on_batch(self, batch: Batch) -> Iterable[Output]:
         """Score *batch*. ``processing_ms`` of its predictions counts from here."""
         self._swap()
+        serving = self.serving
+        self.metrics.events_in.inc(len(batch))
+        self.metrics.batch_size.observe(len(batch))
+        if serving.primary is None:
+            return ()  # a shadow scorer without a challenger: its offsets move on
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
-        scored = self.scorer.score(batch.values, now_ms=now_ms, started=started)
-        outputs = [Output(self.out.predictions, value, key) for key, value in scored.outputs]
+        rows = list(range(len(batch)))
+        canary_rows: list[int] = []
+        if serving.canary is not None:
+            canary_rows = [i for i in rows if in_canary(batch.keys[i], serving.percent)]
+            picked = set(canary_rows)
+            rows = [i for i in rows if i not in picked]
+        outputs = self._score(serving.primary, batch, rows, now_ms, started, self.served_topic)
+        if canary_rows and serving.canary is not None:
+            outputs += self._score(serving.canary, batch, canary_rows, now_ms, started, self.served_topic)
+            # The champion on the canary's readings too, never served: the pairs of the comparison.
+            outputs += self._score(
+                serving.primary, batch, canary_rows, now_ms, started, self.out.predictions_shadow, dlq=False
+            )
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return outputs
+
+    def _score(
+        self,
+        scorer: Scorer,
+        batch: Batch,
+        rows: list[int],
+        now_ms: int,
+        started: float,
+        topic: str,
+        *,
+        dlq: bool = True,
+    ) -> list[Output]:
+        """Predictions of *scorer* for the batch's *rows* on *topic*; their rejects to the DLQ."""
+        if not rows:
+            return []
+        every = len(rows) == len(batch)
+        values = batch.values if every else [batch.values[i] for i in rows]
+        scored: ScoredBatch = scorer.score(values, now_ms=now_ms, started=started)
+        outputs = [Output(topic, value, key) for key, value in scored.outputs]
+        self.metrics.predictions_out.inc(len(scored.outputs))
+        if self.shadow or not dlq:
+            return outputs
         for reject in scored.rejects:
-            i = reject.index
+            i = reject.index if every else rows[reject.index]
             source_topic, _, partition = batch.sources[i].rpartition("/")
             headers: list[tuple[str, str | bytes | None]] = [
                 ("error", reject.reason),
@@ -73,17 +130,13 @@ class ScorerService(Service):
                 ("source_topic", source_topic),
                 ("source_partition", partition),
                 ("source_offset", str(batch.offsets[i])),
-                # Which deployment rejected it: health windows are per model version.
-                ("model_version", self.scorer.model.version),
+                # Which model rejected it: health windows are per model version.
+                ("model_version", scorer.model.version),
             ]
             # The batch's scored_time: health windows count a rejected record beside the
             # predictions of the same batch.
             outputs.append(Output(self.out.dlq, batch.values[i] or b"", batch.keys[i], headers, now_ms))
             self.metrics.dlq.labels(reject.reason).inc()
-        self.metrics.events_in.inc(len(batch))
-        self.metrics.predictions_out.inc(len(scored.outputs))
-        self.metrics.batch_size.observe(len(batch))
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return outputs
 
     def on_tick(self, now_ms: int, publish: Callable[[Iterable[Output]], None]) -> None:
@@ -91,18 +144,21 @@ class ScorerService(Service):
         self._swap()
 
     def _swap(self) -> None:
-        """Serve the deployment's new champion if the follower has it ready: between two batches only."""
+        """Serve what the follower has ready: between two batches only."""
         fresh = self.follower.take() if self.follower is not None else None
         if fresh is None:
             return
-        log.info("now serving %s (was %s)", fresh.model.version, self.scorer.model.version)
-        self.scorer = fresh
+        log.info("now serving %s (was %s)", fresh.describe(), self.serving.describe())
+        self.serving = fresh
         self.metrics.switches.inc()
         self._served(fresh)
 
-    def _served(self, scorer: Scorer) -> None:
-        model = scorer.model
-        self.metrics.model.info({"name": model.name, "version": model.version, "role": scorer.role})
+    def _served(self, serving: Serving) -> None:
+        for scorer in (serving.primary, serving.canary):
+            if scorer is not None:
+                model = scorer.model
+                self.metrics.model.info({"name": model.name, "version": model.version, "role": scorer.role})
+                return
 
 
 def scorer_roles(config: ScorerSettings) -> Roles:
@@ -139,8 +195,8 @@ def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
     store = ModelStore(settings.model_store)
     audit = AuditLog(settings)
 
-    def make_scorer(model: ModelPackage) -> Scorer:
-        return Scorer(model, codecs.sensor_reading, codecs.prediction, role=config.role, rules=rules)
+    def make_scorer(model: ModelPackage, role: str) -> Scorer:
+        return Scorer(model, codecs.sensor_reading, codecs.prediction, role=role, rules=rules)
 
     def failed(version: str, exc: Exception) -> None:
         metrics.load_failures.inc()
@@ -153,25 +209,30 @@ def run(settings: Settings, config: ScorerSettings, stop: StopFlag) -> int:
             comment=str(exc),
         )
 
+    # A shadow scorer reads every reading too: in a group of its own.
+    group = f"{config.group}-shadow" if config.shadow else config.group
     follower = DeploymentFollower(
-        ends.bootstrap, topics, codecs, name, store.load, make_scorer, failed, config.group
+        ends.bootstrap, topics, codecs, name, store.load, make_scorer, failed, group, shadow=config.shadow
     )
     with ExitStack() as stack:
         stack.callback(follower.close)
-        scorer = follower.start()
-        if rules.outlying_margin is not None and not scorer.outlying_features:
+        serving = follower.start()
+        scorer = serving.primary
+        if scorer is not None and rules.outlying_margin is not None and not scorer.outlying_features:
             # Said once here, or the rule would look on while it can never fire.
             log.warning(
                 "outlying rule inactive: model %s has no training ranges in its reference",
                 scorer.model.version,
             )
         log.info("humility rules: %s", rules.describe())
+        service = ScorerService(serving, topics, metrics, follower, shadow=config.shadow)
         return run_service(
             stack,
-            ScorerService(scorer, topics, metrics, follower),
-            config,
+            service,
+            config.model_copy(update={"group": group}),
             name="scorer",
-            about=f"{topics.sensor_readings} -> {topics.predictions}, deployment {name}",
+            about=f"{topics.sensor_readings} -> {service.served_topic}, deployment {name}"
+            + (" (shadow challenger)" if config.shadow else ""),
             bootstrap=ends.bootstrap,
             stop=stop,
             registry=metrics.registry,

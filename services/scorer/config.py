@@ -27,7 +27,8 @@ class ScorerSettings(BaseSettings):
     #: The package a missing deployment is created with (named ``cooler`` when unnamed);
     #: unset means the common ``RIGWATCH_MODEL_DIR``.
     model_dir: Path | None = None
-    role: str = "champion"
+    #: Serve the deployment's shadow challenger (to rig.predictions.shadow), in group ``<group>-shadow``.
+    shadow: bool = False
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=20, ge=1)
     #: Producer linger and consumer fetch wait: the scorer is latency-critical, so both are

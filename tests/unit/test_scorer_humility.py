@@ -14,6 +14,7 @@ from rigwatch.runtime.records import Batch
 from rigwatch.schemas import Codecs
 from services.scorer.app import ScorerService, humility_rules
 from services.scorer.config import ScorerSettings
+from services.scorer.follow import Serving
 from services.scorer.handler import Scorer
 from services.scorer.humility import HumilityRules, judge, training_range
 from services.scorer.metrics import ScorerMetrics
@@ -207,7 +208,7 @@ def test_humility_reject_reaches_the_dlq_with_reason_and_detail_headers(codecs) 
         [[], []],
     )
     metrics = ScorerMetrics()
-    produced = list(ScorerService(scorer, Topics("rig."), metrics).on_batch(batch))
+    produced = list(ScorerService(Serving(scorer), Topics("rig."), metrics).on_batch(batch))
     assert [out.topic for out in produced] == ["rig.predictions", "rig.sensor-readings.dlq"]
     headers = dict(produced[1].headers)
     assert headers["error"] == "humility:outlying" and headers["source_offset"] == "2"
