@@ -145,13 +145,22 @@ def scorer(
         int | None,
         typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9464."),
     ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Serve the deployment's shadow challenger to rig.predictions.shadow (group <group>-shadow);"
+            " idle while there is none.",
+        ),
+    ] = False,
 ) -> None:
     """Score sensor readings into predictions until SIGTERM/SIGINT (then finish the batch, flush, commit).
 
     Serves its deployment's champion and follows it: a promotion or rollback is loaded
     beside the running model and swapped in between two batches; every prediction names
-    the version that made it. Other settings (RIGWATCH_SCORER_GROUP, _BATCH_MAX,
-    _BATCH_TIMEOUT_MS, ...) come from the environment.
+    the version that made it. A canary challenger is served by these scorers too, on its
+    share of rigs; a shadow challenger needs scorers started with --shadow. Other settings
+    (RIGWATCH_SCORER_GROUP, _BATCH_MAX, _BATCH_TIMEOUT_MS, ...) come from the environment.
     """
     from rigwatch.kafka import StopFlag
     from services.scorer.app import run
@@ -162,6 +171,8 @@ def scorer(
         for k, v in {"deployment": deployment, "model_dir": model, "metrics_port": metrics_port}.items()
         if v is not None
     }
+    if shadow:
+        overrides["shadow"] = True
     try:
         code = run(Settings(), ScorerSettings(**overrides), StopFlag().install())
     except (RigwatchError, ValidationError) as exc:
@@ -812,6 +823,62 @@ def bench_pipeline(
         options = PipelineBenchOptions(rates=offered, patterns=chosen, seconds=seconds, services=running)
         with _bench_stack(model_dir) as bound:
             _, path = run_pipeline_bench(bound, dataset, options, out, say=_say)
+        _say(f"results: {path} and {path.with_suffix('.md')}")
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+
+
+@bench_app.command("deploy")
+def bench_deploy(
+    data: DataOption = None,
+    scorers: Annotated[
+        str, typer.Option(help="Comma-separated scorer counts, one run each (one consumer group per run).")
+    ] = "1,2",
+    rate: Annotated[
+        float, typer.Option(min=1, help="Readings per second, 8 rigs, for the whole run.")
+    ] = 1000.0,
+    changes: Annotated[
+        int, typer.Option(min=1, help="Deployment changes per run: promote b, roll back to a, promote b, ...")
+    ] = 10,
+    every_s: Annotated[float, typer.Option(min=1, help="Seconds between two changes.")] = 4.0,
+    warmup_s: Annotated[
+        float, typer.Option(min=0, help="Seconds of readings before the first change.")
+    ] = 5.0,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """Zero-downtime deploys under load: promote / roll back -> first prediction of the new version.
+
+    Two models are trained (seeds 42 and 7: versions a and b); deployment
+    'cooler' starts on a. Per scorer count, on fresh topics: the scorers
+    follow the deployment in one consumer group, the pump sends --rate
+    readings/s, and after --warmup-s the deployment changes every
+    --every-s seconds (promote b, roll back to a, ...).
+
+    Then rig.predictions is read back. Per (change, partition): wall clock
+    just before the promote/rollback call -> scored_time of the
+    partition's first prediction of the target version; p50/p99/max for
+    promotions and rollbacks apart, with the call's own share. Checked per
+    run (counted, not fatal): every reading has exactly one prediction,
+    and every partition switches exactly once per change, never back. CPU
+    of the broker and the scorers.
+
+    About warm-up + changes x every-s + 20 s per scorer count.
+    """
+    from loadgen.bench_deploy import DeployBenchOptions, run_deploy_bench
+
+    try:
+        counts = tuple(int(n) for n in scorers.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--scorers must be integers separated by commas, got {scorers!r}") from exc
+    if not counts or min(counts) < 1:
+        raise typer.BadParameter(f"--scorers must be at least 1 each, got {scorers!r}")
+    try:
+        dataset, model_dir = _bench_model(data, out)
+        options = DeployBenchOptions(
+            scorers=counts, rate=rate, changes=changes, every_s=every_s, warmup_s=warmup_s
+        )
+        with _bench_stack(model_dir) as bound:
+            _, path = run_deploy_bench(bound, dataset, model_dir, options, out, say=_say)
         _say(f"results: {path} and {path.with_suffix('.md')}")
     except RigwatchError as exc:
         raise _fail(exc) from exc
