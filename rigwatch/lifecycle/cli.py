@@ -329,6 +329,78 @@ def deploy_rollback(
     _said(change)
 
 
+@deploy_app.command("challenger")
+def deploy_challenger(
+    name: Annotated[str, typer.Argument(help="The deployment.")],
+    version: Annotated[
+        str | None,
+        typer.Argument(help="A registered version (or unique prefix); omit with --end."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="shadow: scored on every reading by `rigwatch scorer --shadow`, never served"
+            " (rig.predictions.shadow); canary: serves --percent of rigs on rig.predictions."
+        ),
+    ] = "shadow",
+    percent: Annotated[
+        float | None, typer.Option(help="Canary: the share of rigs (by key hash) it serves, 0-100.")
+    ] = None,
+    auto_promote: Annotated[
+        bool,
+        typer.Option(
+            "--auto-promote",
+            help="Promote it by itself (actor rigwatch-auto) when the comparison says better on at least"
+            " --min-pairs labelled pairs and the guardrails pass; end the challenge when it says worse.",
+        ),
+    ] = False,
+    min_pairs: Annotated[
+        int, typer.Option(min=0, help="The fewest labelled pairs a verdict needs to act on.")
+    ] = 200,
+    end: Annotated[bool, typer.Option("--end", help="Stop the running challenger instead.")] = False,
+    reason: Annotated[str, typer.Option(help=REASON_HELP)] = "other",
+    comment: Comment = None,
+    as_: As = None,
+) -> None:
+    """Run VERSION beside the champion (shadow or canary) and compare them on the same readings; audited.
+
+    The label-free guardrails run first (features, classes, loads and scores, reference and
+    calibration). `rigwatch deploy compare NAME` shows the verdict.
+    """
+    from rigwatch.lifecycle.operations import end_challenge, start_challenge
+
+    who = _actor(as_)
+    try:
+        if end:
+            change = end_challenge(Settings(), name, reason=reason, comment=comment, actor=who)
+            typer.echo(f"deployment {name}: challenger {change.event and change.event['before']} stopped")
+            return
+        if version is None:
+            raise typer.BadParameter("give the challenger's VERSION (or --end)")
+        change = start_challenge(
+            Settings(),
+            name,
+            version,
+            mode=mode,
+            percent=percent,
+            auto_promote=auto_promote,
+            min_pairs=min_pairs,
+            reason=reason,
+            comment=comment,
+            actor=who,
+        )
+    except RigwatchError as exc:
+        raise _refused(exc) from exc
+    r = change.record
+    share = f" on {r['challenger_percent']:g} % of rigs" if r["challenger_mode"] == "canary" else ""
+    gate = f", auto-promote at >= {r['min_pairs']} pairs" if r["auto_promote"] else ""
+    typer.echo(
+        f"deployment {name}: challenger {r['challenger']} ({r['challenger_mode']}{share}{gate})"
+        f" beside champion {r['champion']}, change {r['change_id']}"
+    )
+    _guardrail_lines(change.guardrails)
+
+
 @deploy_app.command("approve")
 def deploy_approve(
     change_id: Annotated[str, typer.Argument(help="The pending change's id (or a unique prefix).")],
@@ -420,6 +492,9 @@ def deploy_status(name: Annotated[str, typer.Argument(help="The deployment.")]) 
             LifecycleError(f"no deployment {name!r}; `rigwatch deploy create {name} VERSION` makes one")
         )
     typer.echo(f"deployment {name}: champion {state['champion']} (previous {state.get('previous_champion')})")
+    if state.get("challenger"):
+        share = f" {state['challenger_percent']:g} %" if state["challenger_mode"] == "canary" else ""
+        typer.echo(f"challenger {state['challenger']} ({state['challenger_mode']}{share})")
     if not running:
         typer.echo("no scorer of it heard from in the last 15 s")
         return

@@ -122,6 +122,8 @@ def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
             metrics,
             inputs={
                 topics.predictions: lambda b: handler.predictions(b.values, b.sources),
+                # A challenger's, and the champion's where a canary served: per version, like the others.
+                topics.predictions_shadow: lambda b: handler.predictions(b.values, b.sources),
                 topics.actuals: lambda b: handler.actuals(b.values, b.sources),
             },
             metrics_topic=topics.metrics,

@@ -87,6 +87,7 @@ def run(settings: Settings, config: DriftSettings, stop: StopFlag) -> int:
             inputs={
                 topics.sensor_readings: lambda b: handler.readings(b.values, b.sources),
                 topics.predictions: lambda b: handler.predictions(b.values, b.sources),
+                topics.predictions_shadow: lambda b: handler.predictions(b.values, b.sources),
             },
             metrics_topic=topics.metrics,
             window_codec=codecs.metric_window,

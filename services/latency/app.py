@@ -127,6 +127,7 @@ def run(settings: Settings, config: LatencySettings, stop: StopFlag) -> int:
             lag,
             inputs={
                 topics.predictions: lambda b: handler.predictions(b.values, b.sources),
+                topics.predictions_shadow: lambda b: handler.predictions(b.values, b.sources),
                 topics.dlq: lambda b: dlq_updates(handler, b),
             },
             metrics_topic=topics.metrics,
