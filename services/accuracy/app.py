@@ -5,11 +5,15 @@ checkpoint inside the window store's script, after its offset guard
 (:mod:`services.accuracy.join`), so a replayed span joins nothing twice and a
 restarted worker finds every waiting prediction and label where it left them.
 One worker at a time (the emitter lease) expires join state past the horizon
-and emits the windows the watermark closed.
+and emits the windows the watermark closed: ``kind=accuracy`` per version and
+rig, and ``kind=comparison`` per champion/challenger pair, whose verdict is on
+every window of the pair so far (kept per window in ``NS:compared:<subject>``,
+so a window emitted again after a crash is not counted twice).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
@@ -27,7 +31,7 @@ from rigwatch.stack import endpoints
 from rigwatch.windowstore import WindowStore
 from services.accuracy.config import AccuracySettings
 from services.accuracy.handler import AccuracyHandler
-from services.accuracy.join import JOIN_LUA, SWEEP_LUA
+from services.accuracy.join import JOIN_LUA, SWEEP_LUA, comparison_versions
 from services.accuracy.metrics import AccuracyMetrics
 
 __all__ = ["AccuracyService", "run"]
@@ -83,6 +87,9 @@ class AccuracyService(WindowedService):
         done, reported = [], set()
         for subject, start in sealed:
             fields, items, late = self.store.read_window(subject, start)
+            if comparison_versions(subject) is not None:
+                done.append((subject, start, late, 0, self._comparison(subject, start, fields, items)))
+                continue
             # Late and expired counts not yet reported go with the subject's first window of this round.
             first = subject not in reported
             reported.add(subject)
@@ -94,7 +101,19 @@ class AccuracyService(WindowedService):
             self.store.finish(subject, start, late)
             if expired:
                 self.store.redis.hincrby(self._unlabelled, subject, -expired)
-            self.metrics.windows.observe(record)
+            gauges = self.metrics.comparisons if record["kind"] == "comparison" else self.metrics.windows
+            gauges.observe(record)
+
+    def _comparison(
+        self, subject: str, start: int, fields: dict[bytes, bytes], items: list[bytes]
+    ) -> dict[str, object]:
+        """The comparison window's record, its counts first added to the pair's cumulative."""
+        counted = self.handler.window_counts(fields, items)
+        key = f"{self.store.ns}:compared:{subject}"
+        # Keyed by window: written again after a crash, it replaces itself.
+        self.store.redis.hset(key, str(start), json.dumps(counted))
+        cumulative = [json.loads(v) for v in self.store.redis.hvals(key)]  # type: ignore[union-attr]
+        return self.handler.comparison(subject, start, counted, cumulative)
 
 
 def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
@@ -115,6 +134,8 @@ def run(settings: Settings, config: AccuracySettings, stop: StopFlag) -> int:
             size_ms=config.window_ms,
             horizon_ms=config.horizon_ms,
             min_count=config.min_count,
+            compare_alpha=config.compare_alpha,
+            compare_min_pairs=config.compare_min_pairs,
         )
         service = AccuracyService(
             handler,

@@ -29,6 +29,11 @@ class AccuracySettings(BaseSettings):
     horizon_ms: int = Field(default=3_600_000, ge=1_000)
     #: Fewer labelled pairs in a window: counts and coverage only, no realised accuracy.
     min_count: int = Field(default=20, ge=1)
+    #: Champion/challenger comparison: the error bound of its sequential verdict (the chance
+    #: that it ever says better or worse between equally accurate models) ...
+    compare_alpha: float = Field(default=0.05, gt=0, lt=1)
+    #: ... and the fewest labelled pairs before it says either.
+    compare_min_pairs: int = Field(default=100, ge=1)
     batch_max: int = Field(default=2000, ge=1)
     batch_timeout_ms: int = Field(default=50, ge=1)
     #: State and offsets are checkpointed to Redis this often, and every checkpoint_records records.

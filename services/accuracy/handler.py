@@ -20,15 +20,28 @@ import numpy as np
 from rigwatch.codec import Codec
 from rigwatch.model import metrics as classification
 from rigwatch.model.calibration import ConfidenceCalibration
+from rigwatch.model.compare import BETTER, WORSE, Comparison, PairedCounts, compare
 from rigwatch.windowing import Updates, decode_valid, max_event_per_source, metric_window
-from services.accuracy.join import SEP, event_key
+from services.accuracy.join import SEP, comparison_versions, event_key
 
-__all__ = ["AccuracyHandler", "Pairs"]
+__all__ = ["AccuracyHandler", "ComparedPairs", "Pairs"]
 
 # Join arguments per prediction (event id, version, event time, estimate, payload) and per actual.
 _PREDICTION_ARGS, _ACTUAL_ARGS = 5, 3
-#: Fields of a pair item: the prediction's payload (6), then the actual's (2).
-_PAIR_FIELDS = 8
+#: Fields of a prediction payload, and of a pair item: the prediction's payload, then the actual's (2).
+_PAYLOAD_FIELDS = 6
+_PAIR_FIELDS = _PAYLOAD_FIELDS + 2
+#: The verdict as a metric (alert rules compare numbers).
+VERDICT_VALUE = {BETTER: 1.0, WORSE: -1.0}
+
+
+def _split(items: Sequence[bytes], width: int) -> list[list[str]]:
+    """The columns of *items* of *width* fields each: split all at once (thousands per window)."""
+    n = len(items)
+    fields = SEP.encode().join(items).decode().split(SEP) if n else []
+    if len(fields) != width * n:
+        raise ValueError(f"items must have {width} fields each: {len(fields)} in {n} items")
+    return [fields[k::width] for k in range(width)]
 
 
 class Pairs:
@@ -36,13 +49,10 @@ class Pairs:
 
     def __init__(self, items: Sequence[bytes], n_classes: int) -> None:
         # Item fields: rig, event_ms, predicted, probabilities, estimate, role | label, observed_ms.
-        # Split all at once and converted a column at a time by numpy: a window holds
-        # thousands of pairs, and a split and int()/float() per field were most of emitting it.
+        # Converted a column at a time by numpy: a window holds thousands of pairs, and a
+        # split and int()/float() per field were most of emitting it.
         n = len(items)
-        fields = SEP.encode().join(items).decode().split(SEP) if n else []
-        if len(fields) != _PAIR_FIELDS * n:
-            raise ValueError(f"pair items must have {_PAIR_FIELDS} fields each: {len(fields)} in {n} items")
-        column = [fields[k::_PAIR_FIELDS] for k in range(_PAIR_FIELDS)]
+        column = _split(items, _PAIR_FIELDS)
         self.rig = column[0]
         self.event_ms = np.array(column[1], dtype=np.int64)
         self.predicted = np.array(column[2], dtype=np.intp)
@@ -55,6 +65,34 @@ class Pairs:
 
     def __len__(self) -> int:
         return len(self.label)
+
+
+class ComparedPairs:
+    """Champion and challenger on the same labelled events, parsed from a comparison window's items."""
+
+    def __init__(self, items: Sequence[bytes], n_classes: int) -> None:
+        # Item fields: the champion's payload, the challenger's, then label and observed time.
+        n = len(items)
+        column = _split(items, 2 * _PAYLOAD_FIELDS + 2)
+        self.label = np.array(column[2 * _PAYLOAD_FIELDS], dtype=np.intp)
+
+        def proba(k: int) -> np.ndarray:
+            values = ",".join(column[k]).split(",") if n else []
+            return np.array(values, dtype=np.float64).reshape(n, n_classes)
+
+        self.champion_predicted = np.array(column[2], dtype=np.intp)
+        self.challenger_predicted = np.array(column[_PAYLOAD_FIELDS + 2], dtype=np.intp)
+        self.champion_proba, self.challenger_proba = proba(3), proba(_PAYLOAD_FIELDS + 3)
+
+    def counts(self) -> PairedCounts:
+        """The labelled part of the comparison's counts."""
+        rows = np.arange(len(self.label))
+        return PairedCounts.from_arrays(
+            self.champion_predicted == self.label,
+            self.challenger_predicted == self.label,
+            -np.log(np.maximum(self.champion_proba[rows, self.label], 1e-15)),
+            -np.log(np.maximum(self.challenger_proba[rows, self.label], 1e-15)),
+        )
 
 
 class AccuracyHandler:
@@ -73,6 +111,9 @@ class AccuracyHandler:
     size_ms, horizon_ms, min_count
         Window length, how long either side waits for the other (event time),
         and the fewest labelled pairs that get realised metrics.
+    compare_alpha, compare_min_pairs
+        The champion/challenger verdict's error bound and fewest labelled pairs
+        (:func:`~rigwatch.model.compare.compare`).
     """
 
     def __init__(
@@ -86,8 +127,11 @@ class AccuracyHandler:
         size_ms: int,
         horizon_ms: int,
         min_count: int,
+        compare_alpha: float = 0.05,
+        compare_min_pairs: int = 100,
     ) -> None:
         self._predictions, self._actuals = predictions, actuals
+        self.compare_alpha, self.compare_min_pairs = compare_alpha, compare_min_pairs
         self.classes = tuple(classes)
         self._index = {label: k for k, label in enumerate(self.classes)}
         self._class_set = frozenset(self.classes)
@@ -198,3 +242,63 @@ class AccuracyHandler:
         else:
             detail["verdict"] = "no_verdict" if n else "no_labels"
         return metric_window("accuracy", subject, start_ms, start_ms + self.size_ms, n, m, detail)
+
+    # ------------------------------------------------------------ closed comparison window -> record
+
+    def window_counts(self, fields: Mapping[bytes, bytes], items: Sequence[bytes]) -> dict[str, Any]:
+        """What a closed comparison window adds to its cumulative: counts and summed estimates (JSON-able)."""
+        counts = ComparedPairs(items, len(self.classes)).counts() + PairedCounts(
+            predicted=int(fields.get(b"compared", 0)), agreements=int(fields.get(b"agreements", 0))
+        )
+        estimated = [
+            float(fields.get(b"estimated_champion", 0.0)),
+            float(fields.get(b"estimated_challenger", 0.0)),
+        ]
+        return {"counts": counts.to_dict(), "estimated": estimated}
+
+    def comparison(
+        self, subject: str, start_ms: int, window: Mapping[str, Any], cumulative: Sequence[Mapping[str, Any]]
+    ) -> dict[str, object]:
+        """The ``kind=comparison`` MetricWindow of a closed window (:meth:`window_counts`), with the verdict
+        on the *cumulative* counts (every window of the pair so far, this one included).
+
+        Its subject is the challenger's version; ``detail`` names the champion, the verdict and the method.
+        """
+        versions = comparison_versions(subject)
+        if versions is None:
+            raise ValueError(f"subject {subject!r} is not a comparison subject")
+        champion, challenger = versions
+        total = sum((PairedCounts.from_dict(c["counts"]) for c in cumulative), PairedCounts())
+        estimated = np.sum([c["estimated"] for c in cumulative], axis=0) if cumulative else np.zeros(2)
+        result = compare(total, alpha=self.compare_alpha, minimum_pairs=self.compare_min_pairs)
+        this = compare(PairedCounts.from_dict(window["counts"]), alpha=self.compare_alpha, minimum_pairs=1)
+        m = _comparison_metrics(result)
+        m |= {f"window.{k}": v for k, v in _comparison_metrics(this).items() if k in _WINDOW_METRICS}
+        if total.predicted:
+            m["estimated_champion_accuracy"] = float(estimated[0]) / total.predicted
+            m["estimated_challenger_accuracy"] = float(estimated[1]) / total.predicted
+        detail = {
+            "champion": champion,
+            "challenger": challenger,
+            "verdict": result.verdict,
+            "reason": result.reason,
+            "method": result.method,
+            "n_needed": result.n_needed,
+        }
+        return metric_window("comparison", challenger, start_ms, start_ms + self.size_ms, this.n, m, detail)
+
+
+#: Per-window figures published beside the cumulative ones (as ``window.<name>``).
+_WINDOW_METRICS = (
+    "n", "predicted", "agreement", "champion_accuracy", "challenger_accuracy", "champion_log_loss",
+    "challenger_log_loss", "b", "c",
+)  # fmt: skip
+
+
+def _comparison_metrics(result: Comparison) -> dict[str, float]:
+    """The numbers of a :class:`~rigwatch.model.compare.Comparison` (NaN ones are left out later)."""
+    m = {k: float(v) for k, v in result.to_dict().items() if isinstance(v, int | float) and v is not None}
+    m["verdict"] = VERDICT_VALUE.get(result.verdict, 0.0)
+    if result.n_needed is None:
+        m.pop("n_needed", None)
+    return m

@@ -17,6 +17,17 @@ _GAUGES = {
     "macro_f1": ("rigwatch_accuracy_macro_f1", "Macro F1 on the labels of the last window"),
     "label_latency_s.p95": ("rigwatch_accuracy_label_latency_p95_seconds", "Event to label, 95th percentile"),
 }
+#: The same for comparison windows, labelled by the challenger's version.
+_COMPARISON_GAUGES = {
+    "verdict": (
+        "rigwatch_comparison_verdict",
+        "Challenger vs champion so far: 1 better, -1 worse, 0 inconclusive",
+    ),
+    "n": ("rigwatch_comparison_pairs", "Labelled champion/challenger pairs so far"),
+    "challenger_accuracy": ("rigwatch_comparison_challenger_accuracy", "Challenger accuracy on the pairs"),
+    "champion_accuracy": ("rigwatch_comparison_champion_accuracy", "Champion accuracy on the same pairs"),
+    "sequential_p": ("rigwatch_comparison_sequential_p", "Always-valid p-value of the accuracy test"),
+}
 
 
 class AccuracyMetrics:
@@ -35,3 +46,4 @@ class AccuracyMetrics:
         self.orphans = counter("orphan_actuals", "Labels no prediction joined within the horizon")
         self.pending = Gauge("rigwatch_accuracy_pending_events", "Events held in the join state", registry=r)
         self.windows = WindowGauges(r, "accuracy", _GAUGES)
+        self.comparisons = WindowGauges(r, "comparison", _COMPARISON_GAUGES)

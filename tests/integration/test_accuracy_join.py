@@ -194,10 +194,14 @@ def j(stack: Endpoints) -> Iterator[Join]:
     client.close()
 
 
+def _payload(event_ms: int, role: str = "champion") -> str:
+    """The join's payload of a ``_prediction`` at *event_ms*."""
+    return SEP.join(["rig-7", str(event_ms), "2", "0.125,0.25,0.625", "0.625", role])
+
+
 def _item(event_ms: int, observed_ms: int, *, label: int = 2, version_role: str = "champion") -> str:
     """A pair as the join writes it: the prediction payload of ``_prediction``, then the actual's."""
-    prediction = SEP.join(["rig-7", str(event_ms), "2", "0.125,0.25,0.625", "0.625", version_role])
-    return SEP.join([prediction, str(label), str(observed_ms)])
+    return SEP.join([_payload(event_ms, version_role), str(label), str(observed_ms)])
 
 
 @pytest.mark.parametrize("first", ["prediction", "actual"])
@@ -244,7 +248,8 @@ def test_either_side_first_gives_one_pair_in_the_window_of_the_label_time(
     assert (metrics["labelled"], metrics["accuracy"]) == (1.0, 1.0)
 
     # Join state: the prediction marked joined, the actual kept, both until the later time's horizon.
-    assert j.event("e1") == {b"v1": JOINED.encode(), b"": f"2{SEP}{observed_ms}".encode()}
+    joined = JOINED + _payload(event_ms)
+    assert j.event("e1") == {b"v1": joined.encode(), b"": f"2{SEP}{observed_ms}".encode()}
     assert j.expiry() == {"e1": max(event_ms, observed_ms) + HORIZON}
 
 
@@ -301,7 +306,11 @@ def test_a_challenger_prediction_for_a_labelled_event_joins_the_kept_actual(j: J
     assert (j.fields("rig:rig-7", label_start))["labelled"] == "2"
     assert (j.fields("v2", T0))["predictions"] == "1"
     assert (j.fields("rig:rig-7", T0))["predictions"] == "2"
-    assert j.event("e1") == {b"v1": b"joined", b"": f"2{SEP}{T0 + 28_500}".encode(), b"v2": b"joined"}
+    assert j.event("e1") == {
+        b"v1": (JOINED + _payload(T0 + 3_500)).encode(),
+        b"": f"2{SEP}{T0 + 28_500}".encode(),
+        b"v2": (JOINED + prediction).encode(),
+    }
 
     # Both versions waiting when the label comes: one pair each.
     assert j.predict(_prediction("e2"), _prediction("e2", **challenger)) == [0, 0, 0]
@@ -444,8 +453,67 @@ def test_one_checkpoint_leaves_what_its_records_leave_applied_one_at_a_time(stac
         f"{T0 + 20_000}:v1",
         f"{T0 + 20_000}:v2",
         f"{T0 + 20_000}:rig:rig-7",
+        f"{T0 + 20_000}:cmp:v1/v2",
         f"{T0 + 10_000}:v1",
         f"{T0 + 10_000}:rig:rig-2",
     }
     assert float(batched.fields("v1", T0)["estimated_correct"]) == pytest.approx(0.625 + 0.75 + 0.8125 + 0.6)
     client.close()
+
+
+CHALLENGER = {
+    "model_version": "v2",
+    "role": "challenger",
+    "probabilities": {"3": 0.5, "20": 0.25, "100": 0.25},
+    "predicted_label": "3",
+    "confidence": 0.5,
+}
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        ("champion", "challenger", "actual"),
+        ("champion", "actual", "challenger"),
+        ("challenger", "champion", "actual"),
+        ("challenger", "actual", "champion"),
+        ("actual", "champion", "challenger"),
+        ("actual", "challenger", "champion"),
+        ("together",),
+    ],
+)
+def test_champion_and_challenger_of_an_event_are_compared_once_whatever_comes_first(
+    j: Join, order: tuple[str, ...]
+) -> None:
+    records = {
+        "champion": ([_prediction("e1")], []),
+        "challenger": ([_prediction("e1", **CHALLENGER)], []),
+        "actual": ([], [_actual("e1")]),
+    }
+    if order == ("together",):
+        j.checkpoint([_prediction("e1"), _prediction("e1", **CHALLENGER)], [_actual("e1")])
+    for name in order if order != ("together",) else ():
+        j.checkpoint(*records[name])
+        # Re-sent: duplicates compare nothing again.
+        j.checkpoint(*records[name])
+
+    label_start = T0 + 20_000
+    champion = _payload(T0 + 3_500)
+    challenger = SEP.join(["rig-7", str(T0 + 3_500), "0", "0.5,0.25,0.25", "0.5", "challenger"])
+    assert j.items("cmp:v1/v2", label_start) == [SEP.join([champion, challenger, "2", str(T0 + 28_500)])]
+    assert j.fields("cmp:v1/v2", label_start)["labelled"] == "1"
+    fields = j.fields("cmp:v1/v2", T0)
+    assert (fields["compared"], fields["agreements"]) == ("1", "0")
+    assert (float(fields["estimated_champion"]), float(fields["estimated_challenger"])) == (0.625, 0.5)
+
+
+def test_two_predictions_of_the_same_role_are_not_compared_and_agreement_counts_equal_labels(j: Join) -> None:
+    # Two champions of one event (a promotion between a prediction and its replay): no comparison.
+    j.checkpoint([_prediction("e1"), _prediction("e1", model_version="v3")], [_actual("e1")])
+    assert not any(k.startswith("cmp:") for k in {s.split(":", 1)[1] for s in j.item_lists()})
+    # A challenger agreeing with the champion.
+    agreeing = CHALLENGER | {"predicted_label": "100", "probabilities": {"3": 0.1, "20": 0.1, "100": 0.8}}
+    j.checkpoint([_prediction("e2"), _prediction("e2", **agreeing)], [])
+    fields = j.fields("cmp:v1/v2", T0)
+    assert (fields["compared"], fields["agreements"]) == ("1", "1")
+    assert j.item_lists() - {f"{T0 + 20_000}:v1", f"{T0 + 20_000}:v3", f"{T0 + 20_000}:rig:rig-7"} == set()

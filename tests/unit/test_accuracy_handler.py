@@ -370,3 +370,54 @@ def test_a_batch_with_nothing_usable_gives_empty_join_arguments(handler: Accurac
         {},
         [f"{NS}:", SIZE, HORIZON, 0, 0],
     )
+
+
+def _compared_item(label: int, champion_right: bool, challenger_right: bool) -> bytes:
+    """A comparison item as the join writes it: champion payload, challenger payload, label, observed."""
+
+    def payload(right: bool, role: str) -> str:
+        predicted = label if right else (label + 1) % 3
+        proba = np.full(3, 0.1)
+        proba[predicted] = 0.8
+        return SEP.join(["rig-1", str(T0), str(predicted), ",".join(map(repr, proba.tolist())), "0.8", role])
+
+    return SEP.join([payload(champion_right, "champion"), payload(challenger_right, "challenger"), str(label),
+                     str(T0 + 1)]).encode()  # fmt: skip
+
+
+def test_comparison_windows_add_up_and_a_clearly_better_challenger_is_judged_better(
+    handler: AccuracyHandler,
+) -> None:
+    rng = np.random.default_rng(3)
+    windows = []
+    for _ in range(4):
+        champion_right = rng.random(100) < 0.6
+        challenger_right = rng.random(100) < 0.95
+        labels = rng.integers(0, 3, 100)
+        items = [
+            _compared_item(int(y), bool(a), bool(b))
+            for y, a, b in zip(labels, champion_right, challenger_right, strict=True)
+        ]
+        fields = {
+            b"compared": b"120",
+            b"agreements": b"70",
+            b"estimated_champion": b"96",
+            b"estimated_challenger": b"90",
+        }
+        windows.append(handler.window_counts(fields, items))
+        counts = windows[-1]["counts"]
+        assert counts["challenger_only"] == int(np.sum(challenger_right & ~champion_right))
+        assert counts["champion_only"] == int(np.sum(champion_right & ~challenger_right))
+        assert (counts["predicted"], counts["agreements"]) == (120, 70)
+
+    first = handler.comparison("cmp:v1/v2", T0, windows[0], windows[:1])
+    last = handler.comparison("cmp:v1/v2", T0 + 3 * SIZE, windows[-1], windows)
+    assert (first["kind"], first["subject"], first["count"]) == ("comparison", "v2", 100)
+    detail = json.loads(str(last["detail"]))
+    assert (detail["champion"], detail["challenger"], detail["verdict"]) == ("v1", "v2", "better")
+    metrics = last["metrics"]
+    assert isinstance(metrics, dict)
+    assert metrics["n"] == 400 and metrics["window.n"] == 100 and metrics["verdict"] == 1.0
+    assert metrics["challenger_accuracy"] > metrics["champion_accuracy"]
+    assert metrics["estimated_champion_accuracy"] == pytest.approx(96 * 4 / 480)
+    assert metrics["agreement"] == pytest.approx(70 / 120)
