@@ -224,6 +224,8 @@ class ReadingStream:
                 reading[e.sensor] += float(self._effect_rng.normal(0.0, e.amount))
             elif e.kind == "stuck":
                 reading[e.sensor] = self._stuck.setdefault(i, reading[e.sensor])
+            elif e.kind == "recalibrate":
+                reading[e.sensor] = e.mapped(reading[e.sensor])
 
     def _relabel(self, seq: int, label: str) -> str:
         for _, e in self._active("wrong-labels", seq):

@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_RULES", "SEVERITIES", "Rule", "RuleSet", "Webhook", "load_ru
 DEFAULT_RULES = Path(__file__).with_name("default_rules.toml")
 #: Severities in rising order: green, orange, red.
 SEVERITIES = ("ok", "warning", "critical")
-_KINDS = ("drift", "health", "accuracy")
+_KINDS = ("drift", "health", "accuracy", "comparison")
 _SUBJECTS = ("model", "rig", "any")
 
 

@@ -22,6 +22,8 @@ DEFAULT_NAMES = [
     "data_errors",
     "stale",
     "humility",
+    "challenger_better",
+    "challenger_worse",
 ]
 VALID: dict[str, Any] = {
     "name": "r1",
@@ -103,20 +105,34 @@ def test_default_rules_fields() -> None:
         "latency_p99",
         "stale",
         "humility",
+        "challenger_better",
+        "challenger_worse",
     }
     assert all(
         r.subjects == "any"
         for n, r in rules.items()
-        if n not in {"estimated_accuracy", "latency_p99", "stale", "humility"}
+        if n
+        not in {
+            "estimated_accuracy",
+            "latency_p99",
+            "stale",
+            "humility",
+            "challenger_better",
+            "challenger_worse",
+        }
     )
-    assert {r.kind for r in rules.values()} == {"drift", "health", "accuracy"}
+    assert {r.kind for r in rules.values()} == {"drift", "health", "accuracy", "comparison"}
 
 
 @pytest.mark.parametrize("name", DEFAULT_NAMES)
 def test_each_default_rule_message_formats_firing_and_resolved(name: str) -> None:
     rule = next(r for r in load_rules().rules if r.name == name)
-    breach = rule.critical * 1.5 if rule.direction == "above" else rule.critical / 2
-    healthy = rule.warning / 2 if rule.direction == "above" else min(1.0, rule.warning * 1.05)
+    worst = rule.critical if rule.critical is not None else rule.warning
+    # Past the worst threshold, and back on the healthy side of the warning one (signs differ).
+    if rule.direction == "above":
+        breach, healthy = worst + abs(worst) * 0.5, rule.warning - abs(rule.warning) * 0.5
+    else:
+        breach, healthy = worst - abs(worst) * 0.5, min(1.0, rule.warning + abs(rule.warning) * 0.05)
     item, metric = ("x", rule.metric[:-1] + "x") if rule.prefix else ("", rule.metric)
     engine = AlertEngine([rule])
     states: dict[str, AlertState] = {}
@@ -133,7 +149,8 @@ def test_each_default_rule_message_formats_firing_and_resolved(name: str) -> Non
             "detail": None,
         }
         out += engine.evaluate(window, states)
-    assert [(a["state"], a["severity"]) for a in out] == [("firing", "critical"), ("resolved", "ok")]
+    severity = "critical" if rule.critical is not None else "warning"
+    assert [(a["state"], a["severity"]) for a in out] == [("firing", severity), ("resolved", "ok")]
     for alert in out:
         assert alert["message"].endswith("(model v1)"), alert["message"]
         assert "{" not in alert["message"] and "nan" not in alert["message"]

@@ -77,6 +77,7 @@ WINDOW_MS = {
     "drift": DriftSettings.model_fields["window_ms"].default,
     "health": LatencySettings.model_fields["window_ms"].default,
     "accuracy": AccuracySettings.model_fields["window_ms"].default,
+    "comparison": AccuracySettings.model_fields["window_ms"].default,
 }
 #: Default rigwatch rules with no Prometheus equivalent, and why.
 NOT_EXPORTED = {"humility": "flag_rate"}
@@ -542,6 +543,8 @@ def _window_gauge(kind: str, metric: str) -> str:
         DriftMetrics(registry).observe_window(record, ("psa_bar",))
     elif kind == "health":
         LatencyMetrics(registry).windows.observe(record)
+    elif kind == "comparison":
+        AccuracyMetrics(registry).comparisons.observe(record)
     else:
         AccuracyMetrics(registry).windows.observe(record)
     moved = {
@@ -555,7 +558,7 @@ def _window_gauge(kind: str, metric: str) -> str:
 
 
 _RULE_EXPR = re.compile(
-    r"^(?P<gauge>\w+)(?:\{(?P<matchers>[^}]*)\})?\s*(?P<op>[<>])\s*(?P<threshold>[\d.]+)$"
+    r"^(?P<gauge>\w+)(?:\{(?P<matchers>[^}]*)\})?\s*(?P<op>[<>])\s*(?P<threshold>-?[\d.]+)$"
 )
 
 

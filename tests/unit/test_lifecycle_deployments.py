@@ -23,6 +23,8 @@ def _record(deployment: str, state: str, champion: str, change_id: str, **extra:
         "challenger": None,
         "challenger_mode": None,
         "challenger_percent": None,
+        "auto_promote": False,
+        "min_pairs": 0,
         "requires_approval": extra.get("requires_approval", False),
         "actor": extra.get("actor", "ana"),
         "reason": "other",

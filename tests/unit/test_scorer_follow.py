@@ -1,4 +1,4 @@
-"""The pure parts of a scorer following its deployment: which record names the champion, the sample check."""
+"""The pure parts of a scorer following its deployment: what the records say it serves, the sample check."""
 
 from __future__ import annotations
 
@@ -6,15 +6,22 @@ import numpy as np
 import pytest
 
 from rigwatch.exceptions import RigwatchError
+from rigwatch.lifecycle.deployments import current
 from rigwatch.model import ModelPackage
-from services.scorer.follow import _champion, check_scores
+from services.scorer.follow import Plan, check_scores, plan_of
 
 
-def _record(deployment: str, state: str, champion: str, previous: str | None = None) -> dict:
-    return {"deployment": deployment, "state": state, "champion": champion, "previous_champion": previous}
+def _record(deployment: str, state: str, champion: str, previous: str | None = None, **challenge) -> dict:
+    record = {"deployment": deployment, "state": state, "champion": champion, "previous_champion": previous}
+    return record | {"challenger": None, "challenger_mode": None, "challenger_percent": None} | challenge
 
 
-def test_the_last_active_record_of_the_deployment_names_the_champion() -> None:
+def _plans(records: list[dict], name: str) -> tuple[Plan, Plan]:
+    state = current(records).get(name)
+    return plan_of(state, shadow=False), plan_of(state, shadow=True)
+
+
+def test_the_last_active_record_of_the_deployment_says_what_each_scorer_serves() -> None:
     records = [
         _record("cooler", "active", "v1"),
         _record("other", "active", "x9"),
@@ -22,9 +29,14 @@ def test_the_last_active_record_of_the_deployment_names_the_champion() -> None:
         _record("cooler", "pending", "v3", "v2"),  # waits for approval: not served
         _record("cooler", "rejected", "v3", "v2"),
     ]
-    assert _champion(records, "cooler") == ("v2", "v1")
-    assert _champion(records, "other") == ("x9", None)
-    assert _champion(records, "absent") == (None, None)
+    assert _plans(records, "cooler") == (Plan("v2", warm="v1"), Plan(None))
+    assert _plans(records, "other") == (Plan("x9"), Plan(None))
+    assert _plans(records, "absent") == (Plan(None), Plan(None))
+
+    shadow = _record("cooler", "active", "v2", "v1", challenger="v4", challenger_mode="shadow")
+    assert _plans([*records, shadow], "cooler") == (Plan("v2", warm="v1"), Plan("v4"))
+    canary = shadow | {"challenger_mode": "canary", "challenger_percent": 20.0}
+    assert _plans([*records, canary], "cooler") == (Plan("v2", "v4", 20.0, warm="v1"), Plan(None))
 
 
 def test_a_model_that_scores_a_sample_passes_the_check(real_model: ModelPackage) -> None:
