@@ -355,6 +355,31 @@ def alerts(
     raise typer.Exit(code=code)
 
 
+@app.command()
+def gate(
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Prometheus port on 127.0.0.1 (0: any free port). Default 9469.")
+    ] = None,
+) -> None:
+    """Promotion gate: act on champion/challenger verdicts (kind=comparison on rig.metrics).
+
+    Only deployments whose challenge was started with --auto-promote are touched: a
+    `better` verdict on at least their --min-pairs labelled pairs promotes the challenger
+    (guardrails first; actor rigwatch-auto, the test's figures in the audit comment),
+    `worse` ends the challenge. Stateless: a restart finds the changes it made.
+    """
+    from rigwatch.kafka import StopFlag
+    from services.gate.app import run
+    from services.gate.config import GateSettings
+
+    overrides: dict[str, Any] = {"metrics_port": metrics_port} if metrics_port is not None else {}
+    try:
+        code = run(Settings(), GateSettings(**overrides), StopFlag().install())
+    except (RigwatchError, ValidationError) as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
 @alerts_app.command("list")
 def alerts_list() -> None:
     """Print the alerts firing now (red: critical, orange: warning), most severe first.

@@ -401,6 +401,71 @@ def deploy_challenger(
     _guardrail_lines(change.guardrails)
 
 
+@deploy_app.command("compare")
+def deploy_compare(
+    name: Annotated[str, typer.Argument(help="The deployment.")],
+    as_json: Annotated[bool, typer.Option("--json", help="The latest comparison window as JSON.")] = False,
+) -> None:
+    """The challenger against the champion on the same events: the verdict with its figures.
+
+    From the accuracy processor's latest comparison window (kind=comparison on rig.metrics):
+    labelled pairs, each model's accuracy and log loss, discordant pairs, McNemar's exact p,
+    the always-valid p of the sequential test the verdict rests on, and while inconclusive
+    the pairs still needed if the rates held.
+    """
+    from rigwatch.lifecycle.deployments import read_deployments
+    from rigwatch.lifecycle.exceptions import LifecycleError
+    from rigwatch.lifecycle.status import latest_comparison
+
+    settings = Settings()
+    try:
+        state = read_deployments(settings).get(name)
+        if state is None:
+            raise LifecycleError(f"no deployment {name!r}")
+        champion, challenger = state["champion"], state.get("challenger")
+        if challenger is None:
+            raise LifecycleError(
+                f"deployment {name!r} has no challenger: `rigwatch deploy challenger {name} VERSION`"
+            )
+        window = latest_comparison(settings, champion, challenger)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if window is None:
+        typer.echo(
+            f"challenger {challenger} vs champion {champion}: no comparison window yet (labels pending?)"
+        )
+        return
+    if as_json:
+        typer.echo(json.dumps(window | {"detail": json.loads(window["detail"] or "{}")}, indent=2))
+        return
+    m, detail = window["metrics"], json.loads(window["detail"] or "{}")
+
+    def fig(key: str, fmt: str = ".4f") -> str:
+        return format(m[key], fmt) if key in m else "-"
+
+    typer.echo(
+        f"challenger {challenger} vs champion {champion} ({state['challenger_mode']}),"
+        f" up to {_when(window['window_end'])} UTC"
+    )
+    typer.echo(f"verdict: {detail.get('verdict')} ({detail.get('reason')})")
+    typer.echo(
+        f"labelled pairs {fig('n', '.0f')}: accuracy challenger {fig('challenger_accuracy')} vs champion"
+        f" {fig('champion_accuracy')}; log loss {fig('challenger_log_loss')} vs {fig('champion_log_loss')}"
+    )
+    typer.echo(
+        f"discordant: challenger right alone {fig('c', '.0f')}, champion right alone {fig('b', '.0f')};"
+        f" McNemar exact p {fig('mcnemar_p', '.3g')}; sequential p {fig('sequential_p', '.3g')}"
+    )
+    typer.echo(
+        f"predicted pairs {fig('predicted', '.0f')}, agreement {fig('agreement', '.3f')}; estimated"
+        f" accuracy challenger {fig('estimated_challenger_accuracy', '.3f')}"
+        f" vs champion {fig('estimated_champion_accuracy', '.3f')}"
+    )
+    if detail.get("n_needed"):
+        typer.echo(f"labelled pairs still needed at these rates: {detail['n_needed']}")
+    typer.echo(f"method: {detail.get('method')}")
+
+
 @deploy_app.command("approve")
 def deploy_approve(
     change_id: Annotated[str, typer.Argument(help="The pending change's id (or a unique prefix).")],

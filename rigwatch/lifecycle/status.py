@@ -1,7 +1,8 @@
-"""What each running scorer serves: the last heartbeat per scorer on ``rig.scorer-status``."""
+"""What runs for a deployment: the last heartbeat per scorer, the latest champion/challenger comparison."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -9,7 +10,7 @@ from rigwatch.config import Settings
 from rigwatch.lifecycle._topic import bootstrap_of, read_all
 from rigwatch.schemas import Codecs
 
-__all__ = ["GONE_AFTER_MS", "scorers"]
+__all__ = ["GONE_AFTER_MS", "latest_comparison", "scorers"]
 
 #: A scorer silent this long (three heartbeats) counts as gone.
 GONE_AFTER_MS = 15_000
@@ -25,3 +26,16 @@ def scorers(settings: Settings, deployment: str, now_ms: int | None = None) -> l
         (b for b in last.values() if b["deployment"] == deployment and now_ms - b["time"] <= GONE_AFTER_MS),
         key=lambda b: b["scorer_id"],
     )
+
+
+def latest_comparison(settings: Settings, champion: str, challenger: str) -> dict[str, Any] | None:
+    """The last ``kind=comparison`` MetricWindow of *challenger* against *champion* on ``rig.metrics``."""
+    last = None
+    for window in read_all(bootstrap_of(settings), settings.topics.metrics, Codecs.load().metric_window):
+        if (
+            window["kind"] == "comparison"
+            and window["subject"] == challenger
+            and json.loads(window["detail"] or "{}").get("champion") == champion
+        ):
+            last = window
+    return last

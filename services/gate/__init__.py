@@ -1,0 +1,1 @@
+"""Promotion gate: acts on champion/challenger verdicts for deployments that ask it to (auto_promote)."""
