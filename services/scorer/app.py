@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import fields
+from typing import Any
 
 from rigwatch.config import Settings, Topics
 from rigwatch.exceptions import ConfigError
@@ -162,10 +163,16 @@ class ScorerService(Service):
 
 
 def scorer_roles(config: ScorerSettings) -> Roles:
-    """Latency-critical: a reading waits for no fetch and no linger beyond these."""
-    return Roles(
-        consumer={"fetch.wait.max.ms": config.fetch_wait_ms}, producer={"linger.ms": config.linger_ms}
-    )
+    """Latency-critical: a reading waits for no fetch and no linger beyond these.
+
+    A shadow group starts at the end of the readings when it first joins: a challenger
+    is compared from when it starts, not on the topic's whole retention (once joined,
+    it idles along while there is no challenger, so its offsets stay at the head).
+    """
+    consumer: dict[str, Any] = {"fetch.wait.max.ms": config.fetch_wait_ms}
+    if config.shadow:
+        consumer["auto.offset.reset"] = "latest"
+    return Roles(consumer=consumer, producer={"linger.ms": config.linger_ms})
 
 
 def humility_rules(config: ScorerSettings) -> HumilityRules:
