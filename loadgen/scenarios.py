@@ -234,7 +234,7 @@ def recalibrated(dataset: Dataset, scenario_name: str = "sensor-recalibration") 
 
 
 #: What the demo does to the deployment at the start of a phase.
-ACTIONS = ("promote", "rollback")
+ACTIONS = ("promote", "rollback", "challenge")
 
 
 @dataclass(frozen=True)
@@ -247,6 +247,22 @@ class Phase:
     action: str | None = None
 
 
+#: The demo's champion/challenger steps: the rig changes under the champion, a retrained
+#: challenger runs in shadow, the gate promotes it once judged better (``--scenario challenger``).
+CHALLENGER: tuple[tuple[str, float, str | None, str | None], ...] = (
+    (
+        "sensor recalibrated: cool_pwr_pct reads 2/3, the champion confidently wrong",
+        30,
+        "sensor-recalibration",
+        None,
+    ),
+    (
+        "challenger retrained after the recalibration, in shadow; promoted once judged better",
+        60,
+        "sensor-recalibration",
+        "challenge",
+    ),
+)
 #: The demo: (phase, seconds, pump scenario or None for normal operation, deployment action or None).
 DEMO_TIMELINE: tuple[tuple[str, float, str | None, str | None], ...] = (
     # Short enough that a newcomer sees an alert fire and resolve within two minutes.
@@ -257,6 +273,7 @@ DEMO_TIMELINE: tuple[tuple[str, float, str | None, str | None], ...] = (
     ("cooler degrading toward failure", 90, "cooler-degradation", None),
     ("a retrained model version promoted while readings flow", 40, None, "promote"),
     ("rolled back to the previous champion", 40, None, "rollback"),
+    *CHALLENGER,
 )
 #: ``rigwatch demo --scenario model-update``: the deployment steps of the timeline alone.
 MODEL_UPDATE: tuple[tuple[str, float, str | None, str | None], ...] = (
@@ -269,8 +286,9 @@ MODEL_UPDATE: tuple[tuple[str, float, str | None, str | None], ...] = (
 def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase], list[str]]:
     """The demo's phases and, for a pump sending *rate* readings/s, the ``--scenario`` values that play them.
 
-    *scenario* ``timeline`` plays :data:`DEMO_TIMELINE`, ``model-update`` :data:`MODEL_UPDATE`;
-    a scenario name plays 20 s normal, 20 s of that scenario, then recovery.
+    *scenario* ``timeline`` plays :data:`DEMO_TIMELINE`, ``model-update`` :data:`MODEL_UPDATE`,
+    ``challenger`` its last steps (20 s normal first); a scenario name plays 20 s normal, 20 s
+    of that scenario, then recovery. The effect of the last phase lasts until the demo stops.
 
     Examples
     --------
@@ -286,11 +304,14 @@ def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase],
         timeline = DEMO_TIMELINE
     elif scenario == "model-update":
         timeline = MODEL_UPDATE
+    elif scenario == "challenger":
+        timeline = (("normal", 20, None, None), *CHALLENGER)
     elif scenario in SCENARIOS:
         timeline = (("normal", 20, None, None), (scenario, 20, scenario, None), ("recovery", 20, None, None))
     else:
         raise ConfigError(
-            f"scenario={scenario!r}: expected 'timeline', 'model-update' or one of {', '.join(SCENARIOS)}"
+            f"scenario={scenario!r}: expected 'timeline', 'model-update', 'challenger' or one of"
+            f" {', '.join(SCENARIOS)}"
         )
     phases: list[Phase] = []
     specs: list[str] = []
@@ -299,6 +320,7 @@ def demo_timeline(rate: float, scenario: str = "timeline") -> tuple[list[Phase],
         # The last phase stays on screen until the demo stops.
         phases.append(Phase(name, t, None if i == len(timeline) - 1 else t + seconds, action))
         if effect is not None:
-            specs.append(f"{effect}@{int(t * rate)}-{int((t + seconds) * rate)}")
+            end = "" if i == len(timeline) - 1 else f"-{int((t + seconds) * rate)}"
+            specs.append(f"{effect}@{int(t * rate)}{end}")
         t += seconds
     return phases, specs

@@ -6,7 +6,10 @@ which plays the scenario timeline of :data:`loadgen.scenarios.DEMO_TIMELINE`
 degrading toward failure), so alerts fire and resolve within minutes. Then
 the demo acts as an operator would: a retrained model version (another seed)
 is registered, promoted while readings flow and rolled back; the view shows
-the version of every prediction and the audit trail as it grows.
+the version of every prediction and the audit trail as it grows. Last, a
+sensor is recalibrated under the champion (confidently wrong: the accuracy
+alert fires), a challenger retrained on recalibrated data runs in shadow, and
+the promotion gate promotes it once the paired comparison says it is better.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from rigwatch.lifecycle.operations import (
     promote,
     registered_version,
     rollback,
+    start_challenge,
 )
 from rigwatch.schemas import Codecs
 from rigwatch.stack import running_stack
@@ -114,8 +118,12 @@ def run_demo(
         operator = _Operator(bound, data, console) if any(p.action for p in phases) else None
         since_ms = int(time.time() * 1000)
         services = [
-            _service([name, "--metrics-port", "0"], settings.run_dir / f"{name}.log", env)
-            for name in ("scorer", "drift", "latency", "accuracy", "alerts")
+            _service(
+                [*name.split(), "--metrics-port", "0"],
+                settings.run_dir / f"{name.replace(' --', '-')}.log",
+                env,
+            )
+            for name in ("scorer", "scorer --shadow", "drift", "latency", "accuracy", "alerts", "gate")
         ]
         services.append(
             _service(
@@ -135,17 +143,22 @@ def run_demo(
 
 
 class _Operator:
-    """The demo's deployment steps: a retrained version registered up front, promoted and rolled back.
+    """The demo's deployment steps, with their models trained and registered up front.
 
-    Each step runs on a thread of its own (the guardrails load and score both
-    models on the labelled data) and says how it went in :attr:`said`.
+    A version retrained with another seed is promoted, then rolled back; a version
+    retrained on recalibrated data challenges the champion in shadow, with
+    auto-promotion. Each step runs on a thread of its own (the guardrails load and
+    score the models) and says how it went in :attr:`said`.
     """
 
     #: Action -> (reason, comment) in the audit trail.
     WHY: ClassVar[dict[str, tuple[str, str]]] = {
         "promote": ("accuracy", "demo: a version retrained (another seed) after the cooler degradation"),
         "rollback": ("other", "demo: back to the previous champion"),
+        "challenge": ("accuracy", "demo: retrained on data after the cool_pwr_pct recalibration"),
     }
+    #: Labelled pairs the gate waits for before it acts on a verdict.
+    MIN_PAIRS = 200
 
     def __init__(self, settings: Settings, data: Path | None, console: Console) -> None:
         from rigwatch.data import resolve_data
@@ -153,13 +166,25 @@ class _Operator:
 
         self.settings, self.actor = settings, actor()
         self.said: collections.deque[str] = collections.deque(maxlen=4)
+        from loadgen.scenarios import recalibrated
+
         self.dataset = resolve_data(data)
-        folder = settings.run_dir / "retrained-model"
-        if not (folder / "model.txt").exists():
-            console.print("training the retrained version the demo promotes later (seed 7) ...")
-            train(self.dataset, seed=7).write(folder)
-        self.version = registered_version(settings, folder, actor=self.actor)
-        console.print(f"registered {self.version} (retrained, seed 7): promoted and rolled back later")
+        models = {
+            "retrained-model": ("another seed", lambda: train(self.dataset, seed=7)),
+            "recalibrated-model": ("on recalibrated data", lambda: train(recalibrated(self.dataset), seed=7)),
+        }
+        self.versions = {}
+        for folder_name, (what, make) in models.items():
+            folder = settings.run_dir / folder_name
+            if not (folder / "model.txt").exists():
+                console.print(f"training a version retrained {what} for the demo's deployment steps ...")
+                make().write(folder)
+            self.versions[folder_name] = registered_version(settings, folder, actor=self.actor)
+        self.version, self.challenger = self.versions["retrained-model"], self.versions["recalibrated-model"]
+        console.print(
+            f"registered {self.version} (retrained, another seed: promoted and rolled back later) and"
+            f" {self.challenger} (retrained on recalibrated data: the challenger at the end)"
+        )
 
     def start(self, action: str) -> threading.Thread:
         thread = threading.Thread(target=self._run, args=(action,), name=f"demo-{action}", daemon=True)
@@ -176,6 +201,15 @@ class _Operator:
                 )  # fmt: skip
                 checks = ", ".join(f"{r.name} {'ok' if r.passed else 'FAILED'}" for r in change.guardrails)
                 self.said.append(f"promoted {change.record['champion']} ({checks})")
+            elif action == "challenge":
+                change = start_challenge(
+                    self.settings, name, self.challenger, mode="shadow", auto_promote=True,
+                    min_pairs=self.MIN_PAIRS, reason=reason, comment=comment, actor=self.actor,
+                )  # fmt: skip
+                self.said.append(
+                    f"challenger {self.challenger} in shadow; the gate promotes it once judged better"
+                    f" on >= {self.MIN_PAIRS} labelled pairs"
+                )
             else:
                 change = rollback(self.settings, name, reason=reason, comment=comment, actor=self.actor)
                 self.said.append(f"rolled back to {change.record['champion']}")
@@ -259,6 +293,10 @@ class _View:
             f"accuracy: {pick('accuracy', 'accuracy', 'estimated_accuracy', 'coverage')}",
             f"drift: {pick('drift', 'drift_score', 'prediction_drift', 'drifted_features')}",
         ]
+        if "comparison" in self.windows:
+            verdict = json.loads(self.windows["comparison"].get("detail") or "{}").get("verdict", "…")
+            figures = pick("comparison", "n", "challenger_accuracy", "champion_accuracy", "sequential_p")
+            lines.append(f"challenger vs champion: {verdict}  {figures}")
         # The top drifting features of the last window as bars: PSI over its noise threshold.
         detail = json.loads(self.windows.get("drift", {}).get("detail") or "{}")
         for feature, ratio in detail.get("top_features", [])[:4]:

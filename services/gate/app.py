@@ -15,21 +15,19 @@ import logging
 from collections.abc import Iterable
 from contextlib import ExitStack
 
-from prometheus_client import CollectorRegistry, Counter
-
 from rigwatch.codec import Codec
 from rigwatch.config import Settings
 from rigwatch.exceptions import DecodeError, RigwatchError
 from rigwatch.kafka import StopFlag
 from rigwatch.lifecycle.deployments import read_deployments
 from rigwatch.lifecycle.operations import AUTO_ACTOR, end_challenge, promote
-from rigwatch.metrics import StreamCounters
 from rigwatch.runtime.loop import LONG_POLL, Service, run_service
 from rigwatch.runtime.records import Batch, Output
 from rigwatch.schemas import Codecs
 from rigwatch.stack import endpoints
 from services.gate.config import GateSettings
 from services.gate.handler import Action, decide
+from services.gate.metrics import GateMetrics
 
 __all__ = ["GateService", "run"]
 
@@ -39,16 +37,9 @@ log = logging.getLogger("rigwatch.gate")
 class GateService(Service):
     """Comparison windows in; lifecycle operations (not outputs) out."""
 
-    def __init__(self, settings: Settings, codec: Codec, registry: CollectorRegistry) -> None:
-        self.settings, self.codec = settings, codec
+    def __init__(self, settings: Settings, codec: Codec, metrics: GateMetrics) -> None:
+        self.settings, self.codec, self.metrics = settings, codec, metrics
         self.topics = [settings.topics.metrics]
-        self.stream = StreamCounters(registry, "gate")
-        self.actions = Counter(
-            "rigwatch_gate_actions",
-            "Lifecycle operations the gate made, by kind and result",
-            ["kind", "result"],
-            registry=registry,
-        )
         #: (deployment, challenger) refused once (a guardrail failed): not tried again every window.
         self._refused: set[tuple[str, str]] = set()
 
@@ -62,7 +53,7 @@ class GateService(Service):
                 continue
             if window["kind"] == "comparison" and window["metrics"].get("verdict", 0.0) != 0.0:
                 windows.append(window)
-        self.stream.count(batch.topic, len(batch), unusable, {})
+        self.metrics.stream.count(batch.topic, len(batch), unusable, {})
         if windows:
             # Decided verdicts are rare: the deployments are read when one comes, not followed.
             deployments = read_deployments(self.settings)
@@ -90,12 +81,12 @@ class GateService(Service):
                 )
         except RigwatchError as exc:  # refused (audited by the operation): said once, not retried
             self._refused.add((action.deployment, action.challenger))
-            self.actions.labels(action.kind, "refused").inc()
+            self.metrics.actions.labels(action.kind, "refused").inc()
             log.warning(
                 "deployment %s: %s of %s refused: %s", action.deployment, action.kind, action.challenger, exc
             )
             return
-        self.actions.labels(action.kind, "done").inc()
+        self.metrics.actions.labels(action.kind, "done").inc()
         log.info("deployment %s: %s %s (change %s): %s", action.deployment, action.kind, action.challenger,
                  change.record["change_id"], action.comment)  # fmt: skip
 
@@ -104,17 +95,17 @@ def run(settings: Settings, config: GateSettings, stop: StopFlag) -> int:
     """Act on verdicts until *stop*; return 0."""
     ends = endpoints(settings)
     settings = settings.model_copy(update={"bootstrap": ends.bootstrap})
-    registry = CollectorRegistry()
+    metrics = GateMetrics()
     with ExitStack() as stack:
         return run_service(
             stack,
-            GateService(settings, Codecs.load().metric_window, registry),
+            GateService(settings, Codecs.load().metric_window, metrics),
             config,
             name="gate",
             about=f"promotion gate: {settings.topics.metrics} (comparisons) -> {settings.topics.deployments}",
             bootstrap=ends.bootstrap,
             stop=stop,
-            registry=registry,
+            registry=metrics.registry,
             roles=LONG_POLL,
             checkpoint_ms=0,
         )

@@ -39,6 +39,8 @@ from services.alerts.metrics import AlertsMetrics
 from services.alerts.rules import DEFAULT_RULES, Rule, load_rules
 from services.drift.config import DriftSettings
 from services.drift.metrics import DriftMetrics
+from services.gate.config import GateSettings
+from services.gate.metrics import GateMetrics
 from services.latency.config import LatencySettings
 from services.latency.metrics import LatencyMetrics
 from services.scorer.config import ScorerSettings
@@ -57,11 +59,15 @@ DASHBOARDS = sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 #: The services that serve /metrics: compose service name -> (metrics class, settings class).
 SERVING: dict[str, tuple[type, type[BaseSettings]]] = {
     "scorer": (ScorerMetrics, ScorerSettings),
+    "scorer-shadow": (ScorerMetrics, ScorerSettings),
     "drift": (DriftMetrics, DriftSettings),
     "latency": (LatencyMetrics, LatencySettings),
     "accuracy": (AccuracyMetrics, AccuracySettings),
     "alerts": (AlertsMetrics, AlertsSettings),
+    "gate": (GateMetrics, GateSettings),
 }
+#: Services that run another's command with other options (same metrics, same settings).
+VARIANTS = {"scorer-shadow": "scorer"}
 #: Everything built from the Dockerfile: the serving services, topic/model setup and the pump.
 RIGWATCH_SERVICES = {*SERVING, "setup", "pump"}
 #: rigwatch settings read from the environment besides the settings classes' fields.
@@ -166,7 +172,7 @@ def exported(service: str) -> dict[str, frozenset[str]]:
 
 def all_exported() -> dict[str, frozenset[str]]:
     out: dict[str, frozenset[str]] = {}
-    for service in SERVING:
+    for service in SERVING.keys() - VARIANTS.keys():
         for name, labels in exported(service).items():
             assert name not in out, f"{name} is exported by two services"
             out[name] = labels
@@ -390,7 +396,7 @@ def test_serving_services_expose_metrics_on_the_port_their_settings_and_healthch
         service = services[name]
         prefix = settings_cls.model_config["env_prefix"]
         env = _env(service)
-        assert service["command"][0] == name
+        assert service["command"][0] == VARIANTS.get(name, name)
         port = env[f"{prefix}METRICS_PORT"]
         assert int(port) == settings_cls.model_fields["metrics_port"].default, (
             f"{name}: port differs from the documented default"
