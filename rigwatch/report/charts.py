@@ -1,4 +1,4 @@
-"""SVG drawing primitives of ``rigwatch report``: scales, frames, axes, charts, alert layers.
+"""SVG drawing primitives of ``rigwatch report``: series, scales, frames, axes, charts, alert layers.
 
 Inline SVG drawn here, so the page needs no network, script, stylesheet or font.
 """
@@ -22,6 +22,9 @@ __all__ = ["RATIO_FLOOR"]
 RATIO_FLOOR = 0.01
 
 _SEVERITY_COLOURS = {"warning": "#f08c00", "critical": "#d62728", "ok": "#2ca02c"}
+# Line colours avoid orange, red and green: those mean alerts on every chart.
+_PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#393b79")
+_MARK_COLOUR = "#444"
 _REFERENCE_COLOUR, _RECENT_COLOUR = "#b0b0b0", "#1f77b4"
 
 _UNITS = {
@@ -51,6 +54,10 @@ def _utc(ms: float, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
     return time.strftime(fmt, time.gmtime(ms / 1000))
 
 
+def _num(value: float) -> str:
+    return f"{value:.4g}" if math.isfinite(value) else "–"
+
+
 # --- series and scales ---------------------------------------------------------------------------
 
 Point = tuple[int, float | None]
@@ -58,6 +65,15 @@ Point = tuple[int, float | None]
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _series(windows: Sequence[Mapping[str, Any]], metric: str, scale: float = 1.0) -> list[Point]:
+    """``(window_end, value)`` per window; None where the window lacks the metric (a gap)."""
+    out: list[Point] = []
+    for w in windows:
+        value = w["metrics"].get(metric)
+        out.append((int(w["window_end"]), float(value) * scale if _finite(value) else None))
+    return out
 
 
 def _nice_step(span: float, target: int = 5) -> float:
@@ -235,6 +251,32 @@ class _Line:
     dash: bool = False
 
 
+@dataclass(frozen=True)
+class _Mark:
+    """A moment on a chart's time axis (epoch ms): a dotted vertical line, *label* at its top, *tip* on hover."""
+
+    time: int
+    label: str
+    tip: str
+
+
+def _mark_layer(frame: _Frame, marks: Sequence[_Mark]) -> str:
+    out = []
+    for i, mark in enumerate(marks):
+        if not frame.t0 <= mark.time <= frame.t1:
+            continue
+        x = frame.x(mark.time)
+        # Neighbouring labels alternate between two heights so close marks stay readable.
+        y = _TOP + 10 + 12 * (i % 2)
+        anchor, dx = ("end", -3) if x > frame.width - _RIGHT - 80 else ("start", 3)
+        out.append(
+            f'<g class="mark"><title>{_esc(mark.tip)}</title><line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" '
+            f'y2="{_HEIGHT - _BOTTOM}" stroke="{_MARK_COLOUR}" stroke-dasharray="1 3"/><text x="{x + dx:.1f}" '
+            f'y="{y}" text-anchor="{anchor}" fill="{_MARK_COLOUR}">{_esc(mark.label)}</text></g>'
+        )
+    return "".join(out)
+
+
 def _path(frame: _Frame, points: Sequence[Point]) -> tuple[str, list[tuple[float, float]]]:
     """An SVG path that breaks at gaps, and the points no segment reaches (drawn as dots)."""
     parts, lonely = [], []
@@ -291,6 +333,7 @@ def _line_chart(
     log: bool = False,
     y_min: float | None = None,
     y_max: float | None = None,
+    marks: Sequence[_Mark] = (),
     empty: str = "no window has this metric",
 ) -> str:
     values = [v for line in lines for _, v in line.points if v is not None]
@@ -304,7 +347,7 @@ def _line_chart(
         ticks = _linear_ticks(lo, max(span) if y_max is None else max(y_max, *values))
     t0, t1 = _time_range([p for line in lines for p in line.points], windows)
     frame = _Frame(t0, t1, ticks, log)
-    body = [_value_axis(frame, unit), _time_axis(frame), _alert_layer(frame, alerts)]
+    body = [_value_axis(frame, unit), _time_axis(frame), _alert_layer(frame, alerts), _mark_layer(frame, marks)]
     for value, label in guides:
         y = frame.y(value)
         body.append(

@@ -1,4 +1,4 @@
-"""The page of ``rigwatch report``: series from the windows, the sections and :func:`build_report`."""
+"""The page of ``rigwatch report``: the sections per subject, inputs and alerts, and :func:`build_report`."""
 
 from __future__ import annotations
 
@@ -9,22 +9,24 @@ from typing import Any
 import numpy as np
 
 from rigwatch.report.charts import (
+    _PALETTE,
     _RECENT_COLOUR,
     _REFERENCE_COLOUR,
     _SEVERITY_COLOURS,
     RATIO_FLOOR,
-    Point,
     _binned,
     _esc,
-    _finite,
     _histogram_chart,
     _legend,
     _Line,
     _line_chart,
     _no_data,
+    _num,
+    _series,
     _stacked_chart,
     _utc,
 )
+from rigwatch.report.comparison import comparison_section, is_comparison_metric
 from rigwatch.windowing import is_segment, rig_of
 
 __all__ = ["TOP_FEATURES", "build_report"]
@@ -32,8 +34,6 @@ __all__ = ["TOP_FEATURES", "build_report"]
 #: Features of a subject that get their own drift line: the largest ``psi_ratio`` maxima.
 TOP_FEATURES = 6
 
-# Line colours avoid orange, red and green: those mean alerts on every chart.
-_PALETTE = ("#1f77b4", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#393b79")
 _CLASS_COLOURS = ("#9ecae1", "#4292c6", "#08519c")
 
 # Which chart an alert is drawn on, by the metric it watches; every alert is in the table.
@@ -86,10 +86,6 @@ nav a{margin-right:1em}
 """
 
 
-def _num(value: float) -> str:
-    return f"{value:.4g}" if math.isfinite(value) else "–"
-
-
 def _alert_subject(alert: Mapping[str, Any]) -> str:
     """The subject in ``<rule>/<subject>[/<item>]``."""
     rest = str(alert["alert_id"]).removeprefix(f"{alert['rule']}/")
@@ -98,6 +94,8 @@ def _alert_subject(alert: Mapping[str, Any]) -> str:
 
 def _chart_of(metric: str) -> tuple[str, ...]:
     """The charts an alert on *metric* is drawn on."""
+    if is_comparison_metric(metric):
+        return ("comparison",)
     if metric == "drift_score":
         return ("score",)
     if metric == "prediction_drift" or metric.startswith(
@@ -109,15 +107,6 @@ def _chart_of(metric: str) -> tuple[str, ...]:
     if metric.startswith(_ACCURACY_METRICS):
         return ("accuracy",)
     return ("features",)
-
-
-def _series(windows: Sequence[Mapping[str, Any]], metric: str, scale: float = 1.0) -> list[Point]:
-    """``(window_end, value)`` per window; None where the window lacks the metric (a gap)."""
-    out: list[Point] = []
-    for w in windows:
-        value = w["metrics"].get(metric)
-        out.append((int(w["window_end"]), float(value) * scale if _finite(value) else None))
-    return out
 
 
 # --- sections --------------------------------------------------------------------------------------
