@@ -181,7 +181,7 @@ class AuditLog:
         key = event["deployment"] or event["model_version"] or action
         if self._producer is None:
             # Nothing to batch: an operation waits for its one record anyway.
-            self._producer = ReliableProducer(self.bootstrap, {"linger.ms": 0})
+            self._producer = ReliableProducer(self.bootstrap, {"linger.ms": 0}, idempotent=False)
         self._producer.produce(self.topic, self.codec.encode(event), key=key)
         self._producer.flush()
         return event

@@ -142,8 +142,13 @@ def pending_changes(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def control_producer(settings: Settings) -> ReliableProducer:
-    """A producer for control records: nothing to batch, every operation waits for its records."""
-    return ReliableProducer(bootstrap_of(settings), {"linger.ms": 0})
+    """A producer for control records: nothing to batch, every operation waits for its records.
+
+    Not idempotent: an operation's first record would wait for a producer id (up to a
+    second on the local broker). Records carry their change or event id, so the rare
+    duplicate a retry makes is recognisable.
+    """
+    return ReliableProducer(bootstrap_of(settings), {"linger.ms": 0}, idempotent=False)
 
 
 def publish(

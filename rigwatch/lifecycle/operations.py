@@ -124,11 +124,7 @@ class Change:
 
 
 def _clients(settings: Settings) -> tuple[AuditLog, ReliableProducer]:
-    """The audit log, checked, and the one producer an operation writes its records through.
-
-    Made before the operation reads or checks anything, so the producer has its id
-    (half a second on a new idempotent producer) by the time it writes.
-    """
+    """The audit log, checked, and the one producer an operation writes its records through."""
     producer = control_producer(settings)
     audit = AuditLog(settings, producer)
     audit.check()

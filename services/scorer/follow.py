@@ -296,7 +296,7 @@ class DeploymentFollower:
         return out
 
     def _run(self) -> None:
-        producer = ReliableProducer(self.bootstrap, {"linger.ms": 0}, stop=self.stop)
+        producer = ReliableProducer(self.bootstrap, {"linger.ms": 0}, stop=self.stop, idempotent=False)
         next_beat = 0.0
         try:
             while not self.stop:

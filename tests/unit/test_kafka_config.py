@@ -259,6 +259,15 @@ def test_reliable_producer_gets_the_security_properties_and_keeps_idempotence(
     assert conf["enable.idempotence"] is True and conf["linger.ms"] == 1
 
 
+def test_a_control_producer_is_not_idempotent_but_keeps_order_and_waits_for_every_replica(
+    security_env: dict[str, str], clients: list[tuple[str, dict[str, Any]]]
+) -> None:
+    ReliableProducer(BOOTSTRAP, {"linger.ms": 0}, idempotent=False)
+    ((kind, conf),) = clients
+    assert kind == "producer" and _has_security(conf) and conf["enable.idempotence"] is False
+    assert (conf["acks"], conf["max.in.flight.requests.per.connection"]) == ("all", 1)
+
+
 def test_the_runtime_consumer_gets_the_security_properties_and_keeps_manual_offset_store(
     security_env: dict[str, str],
 ) -> None:
