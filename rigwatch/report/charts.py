@@ -253,7 +253,7 @@ class _Line:
 
 @dataclass(frozen=True)
 class _Mark:
-    """A moment on a chart's time axis (epoch ms): a dotted vertical line, *label* at its top, *tip* on hover."""
+    """A moment on a chart's time axis (epoch ms): a dotted vertical, *label* at its top, *tip* on hover."""
 
     time: int
     label: str
@@ -271,8 +271,9 @@ def _mark_layer(frame: _Frame, marks: Sequence[_Mark]) -> str:
         anchor, dx = ("end", -3) if x > frame.width - _RIGHT - 80 else ("start", 3)
         out.append(
             f'<g class="mark"><title>{_esc(mark.tip)}</title><line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" '
-            f'y2="{_HEIGHT - _BOTTOM}" stroke="{_MARK_COLOUR}" stroke-dasharray="1 3"/><text x="{x + dx:.1f}" '
-            f'y="{y}" text-anchor="{anchor}" fill="{_MARK_COLOUR}">{_esc(mark.label)}</text></g>'
+            f'y2="{_HEIGHT - _BOTTOM}" stroke="{_MARK_COLOUR}" stroke-dasharray="1 3"/>'
+            f'<text x="{x + dx:.1f}" y="{y}" text-anchor="{anchor}" fill="{_MARK_COLOUR}">'
+            f"{_esc(mark.label)}</text></g>"
         )
     return "".join(out)
 
@@ -347,7 +348,12 @@ def _line_chart(
         ticks = _linear_ticks(lo, max(span) if y_max is None else max(y_max, *values))
     t0, t1 = _time_range([p for line in lines for p in line.points], windows)
     frame = _Frame(t0, t1, ticks, log)
-    body = [_value_axis(frame, unit), _time_axis(frame), _alert_layer(frame, alerts), _mark_layer(frame, marks)]
+    body = [
+        _value_axis(frame, unit),
+        _time_axis(frame),
+        _alert_layer(frame, alerts),
+        _mark_layer(frame, marks),
+    ]
     for value, label in guides:
         y = frame.y(value)
         body.append(

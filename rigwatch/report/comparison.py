@@ -19,10 +19,10 @@ from rigwatch.report.charts import _PALETTE, _esc, _finite, _Line, _line_chart, 
 __all__ = ["comparison_section", "is_comparison_metric"]
 
 # Metric names of comparison windows (an alert on one is drawn on its pair's chart).
-_NAMES = frozenset(
-    ("n", "predicted", "agreement", "b", "c", "mcnemar_p", "log_lambda", "sequential_p")
-    + ("loss_diff", "loss_log_lambda", "loss_p", "verdict", "n_needed")
-)
+_NAMES = frozenset((
+    "n", "predicted", "agreement", "b", "c", "mcnemar_p", "log_lambda", "sequential_p", "loss_diff",
+    "loss_log_lambda", "loss_p", "verdict", "n_needed",
+))  # fmt: skip
 _PREFIXES = ("champion_", "challenger_", "estimated_champion_", "estimated_challenger_", "window.")
 
 _INCONCLUSIVE = "inconclusive"
@@ -35,8 +35,8 @@ def is_comparison_metric(metric: str) -> bool:
 
     Examples
     --------
-    >>> is_comparison_metric("verdict"), is_comparison_metric("window.agreement"), is_comparison_metric("accuracy")
-    (True, True, False)
+    >>> [is_comparison_metric(m) for m in ("verdict", "window.agreement", "accuracy")]
+    [True, True, False]
     """
     return metric in _NAMES or metric.startswith(_PREFIXES)
 
@@ -99,7 +99,7 @@ def _headline(champion: str, challenger: str, rows: Sequence[Row]) -> str:
     verdict = _verdict(rows[-1])
     needed = m.get("n_needed", detail.get("n_needed"))
     if not _finite(needed):
-        still = "unknown (no projection at the observed rates: no discordant pair yet, or no direction)"
+        still = "unknown (the observed rates give no projection, or the two tests disagree)"
     elif needed == 0:
         still = "none (decided)"
     else:
@@ -113,7 +113,11 @@ def _headline(champion: str, challenger: str, rows: Sequence[Row]) -> str:
             for name, a, b in (
                 ("accuracy on the labelled pairs", pct("champion_accuracy"), pct("challenger_accuracy")),
                 ("right alone (discordant pairs: b, c)", fig("b", ",.0f"), fig("c", ",.0f")),
-                ("log loss, mean per pair", fig("champion_log_loss", ".4f"), fig("challenger_log_loss", ".4f")),
+                (
+                    "log loss, mean per pair",
+                    fig("champion_log_loss", ".4f"),
+                    fig("challenger_log_loss", ".4f"),
+                ),
                 (
                     "estimated accuracy (own confidence, predicted pairs)",
                     pct("estimated_champion_accuracy"),
@@ -126,13 +130,13 @@ def _headline(champion: str, challenger: str, rows: Sequence[Row]) -> str:
     figures = (
         f"{fig('n', ',.0f')} labelled pairs of {fig('predicted', ',.0f')} predicted pairs (the two agree on"
         f" {pct('agreement')} of them). McNemar exact p {fig('mcnemar_p', '.3g')} (one look at a fixed n: for"
-        f" reference only); sequential p {fig('sequential_p', '.3g')} (always valid: the verdict rests on it);"
+        f" reference only); sequential p {fig('sequential_p', '.3g')} (always valid: the verdict's test);"
         f" log-loss p {fig('loss_p', '.3g')}. Pairs still needed: {still}."
     )
     return (
         f'<p class="verdict">Verdict <b>{_esc(verdict)}</b> for challenger {_esc(challenger)} up to'
         f" {_esc(_utc(window['window_end']))} UTC ({len(rows)} comparison window(s))"
-        + (f": {_esc(reason)}" if reason else "")
+        + (f"; {_esc(reason)}" if reason else "")
         + f"</p>{table}<p>{_esc(figures)}</p>"
         + f'<p class="muted">Method: {_esc(detail.get("method") or "not stated")}.</p>'
     )
@@ -149,11 +153,17 @@ def _pair_block(
         " predict the same class (per window, by event time). Dotted verticals: the verdict changes,"
         " named by the new verdict (hover for the reason).",
         [
-            _Line(f"champion {champion} (cumulative)", _PALETTE[0], _series(windows, "champion_accuracy", 100)),
             _Line(
-                f"challenger {challenger} (cumulative)", _PALETTE[1], _series(windows, "challenger_accuracy", 100)
+                f"champion {champion} (cumulative)", _PALETTE[0], _series(windows, "champion_accuracy", 100)
             ),
-            _Line("agreement (per window)", _PALETTE[5], _series(windows, "window.agreement", 100), dash=True),
+            _Line(
+                f"challenger {challenger} (cumulative)",
+                _PALETTE[1],
+                _series(windows, "challenger_accuracy", 100),
+            ),
+            _Line(
+                "agreement (per window)", _PALETTE[5], _series(windows, "window.agreement", 100), dash=True
+            ),
         ],
         windows,
         alerts,
@@ -194,7 +204,8 @@ def comparison_section(
         " against the same labels. Per champion/challenger pair: the latest verdict of the sequential test"
         " on every labelled pair so far (valid however often it is looked at), its figures, and the figures"
         " over time. b counts the pairs only the champion got right, c those only the challenger got right."
-        " Consecutive cycles of a rig are correlated, which makes every p here smaller than it should be.</p>"
+        " The p-values assume independent pairs; consecutive cycles of a rig are correlated, so they can be"
+        " too small.</p>"
     )
     blocks = [
         _pair_block(champion, challenger, rows, alerts.get(challenger, ()))

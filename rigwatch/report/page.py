@@ -83,6 +83,7 @@ th,td{border-bottom:1px solid #e4e4e4;padding:.25em .5em;text-align:left;vertica
 th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .sev{font-weight:600}.muted{color:#666}
 nav a{margin-right:1em}
+.pair{margin:1em 0 1.5em}table.figures{width:auto;margin:.4em 0}
 """
 
 
@@ -333,7 +334,7 @@ def build_report(
     Parameters
     ----------
     windows
-        Decoded MetricWindow records (any order; kinds drift, health, accuracy).
+        Decoded MetricWindow records (any order; kinds drift, health, accuracy, comparison).
     alerts
         Decoded Alert records (any order).
     reference
@@ -366,23 +367,37 @@ def build_report(
     )
     ordered = sorted(alerts, key=lambda a: (int(a["window_end"]), str(a["alert_id"])))
     shown_alerts = [a for a in ordered if rigs or not is_segment(_alert_subject(a))]
+    # Comparison windows (subject: the challenger) get their own section, per champion/challenger pair.
+    monitored = [w for w in shown if w["kind"] != "comparison"]
+    compared = [w for w in shown if w["kind"] == "comparison"]
+    on_comparison: dict[str, list[dict[str, Any]]] = {}
+    for a in shown_alerts:
+        if is_comparison_metric(str(a["metric"])):
+            on_comparison.setdefault(_alert_subject(a), []).append(a)
     first_seen: dict[str, int] = {}
-    for w in shown:
+    for w in monitored:
         first_seen.setdefault(w["subject"], int(w["window_end"]))
     subjects = sorted(first_seen, key=lambda s: (is_segment(s), first_seen[s] if not is_segment(s) else 0, s))
     sections = [
         _subject_section(
             f"subject-{i}",
             subject,
-            [w for w in shown if w["subject"] == subject],
-            [a for a in shown_alerts if _alert_subject(a) == subject],
+            [w for w in monitored if w["subject"] == subject],
+            [
+                a
+                for a in shown_alerts
+                if _alert_subject(a) == subject and not is_comparison_metric(str(a["metric"]))
+            ],
             reference,
         )
         for i, subject in enumerate(subjects)
     ]
     if not sections:
         sections = [f'<section id="subject-0"><h2>Windows</h2>{_no_data("no metric windows")}</section>']
+    comparison = comparison_section(compared, on_comparison)
     by_kind = {k: sum(w["kind"] == k for w in shown) for k in ("drift", "accuracy", "health")}
+    if compared:
+        by_kind["comparison"] = len(compared)
     summary = (
         f"{len(shown)} metric windows ({', '.join(f'{n} {k}' for k, n in by_kind.items())}) of"
         f" {len(subjects)} subject(s); {len(shown_alerts)} alert record(s)."
@@ -391,11 +406,13 @@ def build_report(
         summary += f" Windows end from {_utc(shown[0]['window_end'])} to {_utc(shown[-1]['window_end'])} UTC."
     nav = (
         "".join(f'<a href="#subject-{i}">{_esc(s)}</a>' for i, s in enumerate(subjects))
+        + ('<a href="#comparison">champion / challenger</a>' if comparison else "")
         + '<a href="#inputs">inputs</a><a href="#alerts">alerts</a>'
     )
+    labelled = "accuracy and the labelled pairs of a comparison" if compared else "accuracy"
     how = (
         "Every chart's time axis is its windows' end time in UTC: event time for drift, label time for"
-        " accuracy, the scorer's clock for health, so they need not line up. Alerts are drawn on the chart"
+        f" {labelled}, the scorer's clock for health, so they need not line up. Alerts are drawn on the chart"
         " of the metric they watch: a translucent band while firing (from the first breaching window),"
         " a triangle at each transition; orange warning, red critical, green resolved."
     )
@@ -404,6 +421,7 @@ def build_report(
         + "".join(f'<p class="muted">{_esc(n)}</p>' for n in notes)
         + f"<p>{_esc(summary)}</p><p>{_esc(how)}</p><nav>{nav}</nav>"
         + "".join(sections)
+        + comparison
         + _histograms(reference, recent)
         + _alert_table(shown_alerts, hidden=len(ordered) - len(shown_alerts))
     )

@@ -143,6 +143,7 @@ NOT_STATEFUL: dict[str, str] = {
     "services.accuracy.handler.AccuracyHandler": "handler: settings only between batches",
     "services.accuracy.handler.Pairs": "columns parsed from a window's items, used once",
     "services.accuracy.handler.ComparedPairs": "columns parsed from a comparison window's items, used once",
+    "services.gate.handler.Action": "what the gate does about one verdict, made and used at once",
     "services.alerts.handler.AlertEngine": "rules only; the per-alert states (AlertState) are passed in",
     "services.drift.handler.DriftHandler": "handler: settings and decode caches only",
     "services.latency.handler.DlqRecord": "a decoded DLQ record",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from html.parser import HTMLParser
 from typing import Any
 
 import numpy as np
 import pytest
 
+from rigwatch.model.compare import Comparison, PairedCounts, compare
 from rigwatch.report import build_report
 from rigwatch.report.charts import _bands
+from rigwatch.windowing import metric_window
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
@@ -283,3 +287,168 @@ def test_histograms_without_recent_readings_show_the_reference_and_say_so(refere
     inputs = _sections(build_report([], [], reference, None, "t"))["inputs"]
     assert "no data: no recent readings" in inputs
     assert inputs.count('class="bar"') == 10 * len(FEATURES)
+
+
+# --- champion/challenger comparison ------------------------------------------------------------------
+
+# Per labelled window: the challenger right alone 11 times, the champion 4 (or the reverse).
+_PAIRS = PairedCounts(
+    both_correct=80,
+    both_wrong=5,
+    champion_only=4,
+    challenger_only=11,
+    champion_loss_sum=30.0,
+    challenger_loss_sum=20.0,
+    loss_diff_sq_sum=40.0,
+    predicted=110,
+    agreements=92,
+)
+_WINDOW_FIGURES = ("n", "predicted", "agreement", "champion_accuracy", "challenger_accuracy", "b", "c")
+
+
+def _figures(result: Comparison) -> dict[str, float]:
+    out = {k: float(v) for k, v in result.to_dict().items() if isinstance(v, int | float)}
+    return out | {"verdict": {"better": 1.0, "worse": -1.0}.get(result.verdict, 0.0)}
+
+
+def _comparisons(champion: str, challenger: str, per_window: list[PairedCounts]) -> list[dict[str, Any]]:
+    """``kind=comparison`` windows as the accuracy processor writes them: cumulative and own figures."""
+    out, total = [], PairedCounts()
+    for k, this in enumerate(per_window):
+        total = total + this
+        result = compare(total)
+        metrics = _figures(result) | {
+            f"window.{name}": value
+            for name, value in _figures(compare(this, minimum_pairs=1)).items()
+            if name in _WINDOW_FIGURES
+        }
+        metrics |= {"estimated_champion_accuracy": 0.95, "estimated_challenger_accuracy": 0.93}
+        detail = {
+            "champion": champion,
+            "challenger": challenger,
+            "verdict": result.verdict,
+            "reason": result.reason,
+            "method": result.method,
+            "n_needed": result.n_needed,
+        }
+        end = T0 + (k + 1) * STEP
+        out.append(metric_window("comparison", challenger, end - STEP, end, this.n, metrics, detail))
+    return out
+
+
+def _swapped(counts: PairedCounts) -> PairedCounts:
+    return replace(
+        counts,
+        champion_only=counts.challenger_only,
+        challenger_only=counts.champion_only,
+        champion_loss_sum=counts.challenger_loss_sum,
+        challenger_loss_sum=counts.champion_loss_sum,
+    )
+
+
+@pytest.fixture
+def comparisons() -> list[dict[str, Any]]:
+    # v2: a first window of predictions without labels, then better from its fifth window (400 pairs);
+    # v3: worse from its fourth. The accuracy processor wrote v2's third window twice (a restart).
+    unlabelled = PairedCounts(predicted=100, agreements=90)
+    better = _comparisons("v1", "v2", [unlabelled] + [_PAIRS] * 7)
+    worse = _comparisons("v1", "v3", [_swapped(_PAIRS)] * 5)
+    return [*better, better[2], *worse]
+
+
+def _verdict_alert(rule: str, version: str, k: int) -> dict[str, Any]:
+    return _alert(
+        k,
+        "firing",
+        "warning",
+        alert_id=f"{rule}/{version}",
+        rule=rule,
+        metric="verdict",
+        value=1.0 if rule == "challenger_better" else -1.0,
+        threshold=0.5 if rule == "challenger_better" else -0.5,
+        first_seen=T0 + (k + 1) * STEP,
+        message=f"{rule} ({version})",
+    )
+
+
+def _pair_blocks(page: str) -> dict[str, str]:
+    section = _sections(page)["comparison"]
+    return dict(
+        re.findall(
+            r'<div class="pair"><h3>Challenger (\w+) (.*?)(?=<div class="pair">|$)', section, re.DOTALL
+        )
+    )
+
+
+def test_comparison_section_shows_each_pairs_latest_verdict_with_its_figures(windows, comparisons) -> None:
+    v2_drift = [_drift(k, subject="v2") for k in range(8)]
+    alerts = [_verdict_alert("challenger_better", "v2", 4), _verdict_alert("challenger_worse", "v3", 3)]
+    page = build_report(windows + v2_drift + comparisons, alerts, None, None, "t")
+    checker = _TagBalance()
+    checker.feed(page)
+    assert checker.open == [] and not re.search(r"<script|<link|src=|@import|url\(", page)
+    assert '<a href="#comparison">' in page and "14 comparison" in page
+    blocks = _pair_blocks(page)
+    assert list(blocks) == ["v2", "v3"]  # by their first window
+    v2, v3 = blocks["v2"], blocks["v3"]
+    assert "<b>better</b> for challenger v2 up to 2026-01-01 00:04:00 UTC (8 comparison window(s));" in v2
+    assert "c=77 vs b=28: Lambda=8296 &gt;= 1/alpha=20" in v2
+    latest = compare(sum([_PAIRS] * 7, PairedCounts()))
+    for cell in ("84.00 %", "91.00 %", ">28<", ">77<", "95.00 %", "93.00 %", "0.3000", "0.2000"):
+        assert cell in v2, cell
+    assert "700 labelled pairs of 870 predicted pairs" in v2
+    assert f"McNemar exact p {latest.mcnemar_p:.3g}" in v2
+    assert f"sequential p {latest.sequential_p:.3g}" in v2
+    assert "Pairs still needed: none (decided)" in v2 and "mSPRT Beta(10,10)" in v2
+    assert "<b>worse</b> for challenger v3" in v3 and "5 comparison window(s)" in v3
+
+
+def test_comparison_chart_draws_both_accuracies_agreement_verdict_changes_and_alerts(
+    windows, comparisons
+) -> None:
+    v2_drift = [_drift(k, subject="v2") for k in range(8)]
+    alerts = [_verdict_alert("challenger_better", "v2", 4), _verdict_alert("challenger_worse", "v3", 3)]
+    page = build_report(windows + v2_drift + comparisons, alerts, None, None, "t")
+    section = _sections(page)["comparison"]
+    v2_chart, v3_chart = _svgs(section)
+    names = [p.findtext(f"{SVG}title") for p in v2_chart.iter(f"{SVG}path") if p.get("class") == "series"]
+    assert names == ["champion v1 (cumulative)", "challenger v2 (cumulative)", "agreement (per window)"]
+    marks = [g for g in v2_chart.iter(f"{SVG}g") if g.get("class") == "mark"]
+    assert [g.findtext(f"{SVG}text") for g in marks] == ["better"]
+    assert (
+        marks[0].findtext(f"{SVG}title", "").startswith("2026-01-01 00:02:30 verdict inconclusive → better")
+    )
+
+    def markers(svg: ET.Element) -> list[str]:
+        return [p.get("fill", "") for p in svg.iter(f"{SVG}path") if p.get("class") == "alert-marker"]
+
+    assert markers(v2_chart) == ["#f08c00"] and markers(v3_chart) == ["#f08c00"]
+    # The challenger's own section draws its drift, not the comparison alert.
+    v2_section = next(body for body in _sections(page).values() if "<h2>Model version v2</h2>" in body)
+    assert all(markers(svg) == [] for svg in _svgs(v2_section))
+    assert "challenger_better/v2" in _sections(page)["alerts"]
+
+
+def test_an_undecided_comparison_says_how_many_pairs_are_still_needed(comparisons) -> None:
+    early = [w for w in comparisons if w["subject"] == "v2"][:3]
+    v2 = _pair_blocks(build_report(early, [], None, None, "t"))["v2"]
+    assert "<b>inconclusive</b>" in v2
+    assert "Pairs still needed: 106 labelled pairs if the observed rates held" in v2
+    assert 'class="mark"' not in v2  # never left inconclusive
+
+
+def test_a_page_without_comparison_windows_has_no_comparison_section(windows, alerts) -> None:
+    page = build_report(windows, alerts, None, None, "t")
+    assert "comparison" not in _sections(page) and "#comparison" not in page
+    assert "Champion / challenger" not in page and "comparison" not in page.split("<nav>")[0]
+
+
+def test_comparison_text_from_records_is_escaped(comparisons) -> None:
+    evil = "<script>alert(1)</script>"
+    rows = [w for w in comparisons if w["subject"] == "v3"]
+    rows = [
+        w | {"detail": json.dumps(json.loads(w["detail"]) | {"champion": evil, "reason": evil})} for w in rows
+    ]
+    page = build_report(rows, [], None, None, "t")
+    assert "<script" not in page and "champion &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert len(_svgs(page)) == 1
