@@ -7,17 +7,34 @@ reading, scored here once by :class:`~services.scorer.handler.Scorer` with the
 bench's model (``scored_time`` = the batch's last event time + 20 ms); and the
 Actual of every reading (``observed_time`` = event time + ``label_delay_ms``).
 So drift, latency and accuracy get their real inputs without a scorer running.
+With ``scorer+shadow`` or ``comparison`` chosen, a challenger is trained on the
+same data with another seed (``challenger_seed``), and for ``comparison`` every
+reading is scored by it too (role ``challenger``, the same ``scored_time``): the
+shadow predictions of the same events.
 
-Three fresh topic sets are loaded once and read by every repeat, each service
-from the beginning with a fresh consumer group; no service's output lands on
-another's input:
+Fresh topic sets are loaded once (those the chosen services read) and read by
+every repeat, each service from the beginning with a fresh consumer group; no
+service's output lands on another's input:
 
-- the scorer's: the readings (its predictions topic is emptied after each run);
+- the scorer's: the readings, and deployment ``cooler`` with the bench's model
+  as champion in a model store of the bench's own (the scorer follows it). Its
+  predictions topics are emptied after each run;
 - the processors': readings, predictions and actuals for drift, latency and
   accuracy, whose MetricWindows go to this set's ``metrics`` topic;
+- the comparison's: predictions, the challenger's shadow predictions and
+  actuals, for the accuracy processor's champion/challenger join;
 - the alerts': MetricWindows. They are the real windows drift, latency and
   accuracy published in the first repeat, repeated with their window times
   shifted forward by the span they cover until there are ``alert_windows``.
+
+``scorer+shadow`` runs a champion scorer and a shadow scorer (``scorer --shadow``,
+group ``<group>-shadow``) at once over the scorer's readings, with the challenger
+set on the deployment as its shadow challenger for the run (ended after it, so a
+``scorer`` run alone serves the champion only, as it always did). A new shadow group
+starts at the end of the readings (``auto.offset.reset=latest``,
+:func:`~services.scorer.app.scorer_roles`), so the bench commits offset 0 of every
+readings partition for that group before it starts: the shadow scorer runs with the
+configuration it has in production and reads every reading.
 
 Each service runs as ``python -m rigwatch SERVICE`` (:class:`~rigwatch.harness.Process`).
 From outside, every ``poll_s`` the bench scrapes the service's own input counter
@@ -27,9 +44,15 @@ from ``/proc``. events/s and CPU µs/event come from those samples while the
 service was busy, start-up and group join left out
 (:func:`~loadgen.bench_processors_report.interval_figures`). An input event is a
 consumed record: drift and accuracy read two per reading (reading + prediction,
-prediction + actual). A windowed service then runs until its windows stop
-coming. Ratios ``<service>/scorer`` are taken within each repeat. The live
-phase (:mod:`loadgen.bench_live`) runs them all together in real time.
+prediction + actual), comparison three (prediction, shadow prediction, actual).
+``scorer+shadow``'s figures are the champion scorer's, beside them ``shadow_*``
+(the shadow scorer's) and ``combined_*`` (both processes' counts and CPU added
+up, :func:`~loadgen.bench_processors_report.combined`). A windowed service then
+runs until its windows stop coming; comparison's ``comparison_windows`` counts its
+``kind=comparison`` MetricWindows. Ratios ``<service>/scorer`` are taken within each
+repeat (``scorer+shadow/scorer``: the champion's events/s with the shadow running
+over the scorer's alone). The live phase (:mod:`loadgen.bench_live`) runs them all
+together in real time.
 """
 
 from __future__ import annotations
@@ -48,9 +71,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
 from loadgen.bench_processors_report import (
     Sample,
     alert_stream,
+    busy_overlap,
+    combined,
     counter_total,
     interval_figures,
     markdown,
@@ -59,10 +86,26 @@ from loadgen.bench_processors_report import (
 from loadgen.readings import ReadingStream, stepping_clock
 from rigwatch.config import Settings
 from rigwatch.data import Dataset
-from rigwatch.exceptions import DataError, ProcessError, RigwatchError
+from rigwatch.exceptions import DataError, ProcessError, RigwatchError, StackError
 from rigwatch.harness import Process, cpu_seconds, free_port, stack_pids
-from rigwatch.kafka import ReliableProducer, TopicReader, create_topics, delete_topics, read_topics
-from rigwatch.model import ModelPackage
+from rigwatch.kafka import (
+    ReliableProducer,
+    TopicReader,
+    client_config,
+    create_rig_topics,
+    create_topics,
+    delete_topics,
+    read_topics,
+)
+from rigwatch.lifecycle.deployments import SHADOW
+from rigwatch.lifecycle.operations import (
+    DEFAULT_DEPLOYMENT,
+    create_deployment,
+    end_challenge,
+    registered_version,
+    start_challenge,
+)
+from rigwatch.model import ModelPackage, train
 from rigwatch.schemas import Codecs
 from services.scorer.handler import Scorer
 
@@ -72,31 +115,75 @@ Records = list[tuple[str, bytes]]
 #: Readings scored per Scorer call when the predictions are made (a small batch: close scored_times).
 SCORE_BATCH = 200
 SCORE_DELAY_MS = 20
+#: Who the bench's deployment changes are audited as.
+ACTOR = "rigwatch-bench-processors"
 
 
 @dataclass(frozen=True)
 class Service:
-    """A service as the bench runs it: CLI command, input counter, input topics."""
+    """A service as the bench runs it: CLI command, input counter, input topics, topic set."""
 
     name: str
     counter: str
     inputs: tuple[str, ...]
     #: Publishes MetricWindows (waited for after the input is counted).
     emits_windows: bool = False
+    #: The ``rigwatch`` command it runs; empty: its name.
+    command: str = ""
+    #: The topic set it reads: ``scorer``, ``processors``, ``comparison`` or ``alerts``.
+    topic_set: str = "processors"
+    #: Topics of its set emptied after each run (its outputs must not pile up in the broker).
+    outputs: tuple[str, ...] = ()
+    #: A shadow scorer (``scorer --shadow``, its own group) runs beside it over the same input.
+    shadow: bool = False
+    #: A MetricWindow kind also counted apart in its output, as ``<kind>_windows``.
+    counts_kind: str = ""
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return (self.command or self.name,)
 
     @property
     def env_prefix(self) -> str:
-        return f"RIGWATCH_{self.name.upper()}_"
+        return f"RIGWATCH_{(self.command or self.name).upper()}_"
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("scorer", "rigwatch_scorer_events_in_total", ("sensor_readings",)),
+    Service(
+        "scorer",
+        "rigwatch_scorer_events_in_total",
+        ("sensor_readings",),
+        topic_set="scorer",
+        outputs=("predictions",),
+    ),
+    Service(
+        "scorer+shadow",
+        "rigwatch_scorer_events_in_total",
+        ("sensor_readings",),
+        command="scorer",
+        topic_set="scorer",
+        outputs=("predictions", "predictions_shadow"),
+        shadow=True,
+    ),
     Service("drift", "rigwatch_drift_events_in_total", ("sensor_readings", "predictions"), True),
     # The DLQ is its second input: empty here (no malformed readings).
     Service("latency", "rigwatch_health_events_in_total", ("predictions",), True),
     Service("accuracy", "rigwatch_accuracy_events_in_total", ("predictions", "actuals"), True),
-    Service("alerts", "rigwatch_alerts_windows_in_total", ("metrics",)),
+    Service(
+        "comparison",
+        "rigwatch_accuracy_events_in_total",
+        ("predictions", "predictions_shadow", "actuals"),
+        True,
+        command="accuracy",
+        topic_set="comparison",
+        counts_kind="comparison",
+    ),
+    Service("alerts", "rigwatch_alerts_windows_in_total", ("metrics",), topic_set="alerts"),
 )
+#: What ``--services`` runs unless told: the services measured before champion/challenger.
+DEFAULT_SERVICES = ("scorer", "drift", "latency", "accuracy", "alerts")
+#: Services that need the challenger model: a shadow scorer serves it, or they read its predictions.
+CHALLENGER_SERVICES = tuple(s.name for s in SERVICES if s.shadow or "predictions_shadow" in s.inputs)
 
 
 @dataclass(frozen=True)
@@ -110,7 +197,9 @@ class ProcessorsBenchOptions:
     interval_ms: int = 10
     label_delay_ms: int = 5_000
     alert_windows: int = 10_000
-    services: tuple[str, ...] = tuple(s.name for s in SERVICES)
+    services: tuple[str, ...] = DEFAULT_SERVICES
+    #: Seed of the challenger (scorer+shadow, comparison); the champion is the bench's seed-42 model.
+    challenger_seed: int = 7
     partitions: int = 4
     poll_s: float = 0.1
     #: Seconds without a new record counted (after the first) before a run is declared stuck.
@@ -139,8 +228,14 @@ class Stream:
         return sum(len(self.records.get(role, ())) for role in service.inputs)
 
 
-def build_stream(dataset: Dataset, model_dir: Path, options: ProcessorsBenchOptions) -> Stream:
-    """Readings, their predictions (scored here) and their actuals; see the module docstring."""
+def build_stream(
+    dataset: Dataset, model_dir: Path, options: ProcessorsBenchOptions, challenger_dir: Path | None = None
+) -> Stream:
+    """Readings, their predictions (scored here) and their actuals; see the module docstring.
+
+    With *challenger_dir*, also ``predictions_shadow``: the challenger's predictions of
+    the same readings (role ``challenger``), scored in the same batches at the same time.
+    """
     codecs = Codecs.load()
     now = int(time.time() * 1000)
     start = now - now % 30_000  # a boundary of the default windows (30 s drift and accuracy, 10 s health)
@@ -162,15 +257,25 @@ def build_stream(dataset: Dataset, model_dir: Path, options: ProcessorsBenchOpti
             "observed_time": reading["event_time"] + options.label_delay_ms,
         }
         actuals.append((event.key, codecs.actual.encode(actual)))
-    scorer = Scorer(ModelPackage.load(model_dir), codecs.sensor_reading, codecs.prediction)
-    predictions: Records = []
+    scorers = {"predictions": Scorer(ModelPackage.load(model_dir), codecs.sensor_reading, codecs.prediction)}
+    if challenger_dir is not None:
+        challenger = ModelPackage.load(challenger_dir)
+        scorers["predictions_shadow"] = Scorer(
+            challenger, codecs.sensor_reading, codecs.prediction, role="challenger"
+        )
+    scored_records: dict[str, Records] = {role: [] for role in scorers}
     for i in range(0, len(readings), SCORE_BATCH):
         batch = [value for _, value in readings[i : i + SCORE_BATCH]]
-        scored = scorer.score(batch, times[i + len(batch) - 1] + SCORE_DELAY_MS)
-        if scored.rejects:
-            raise DataError(f"the scorer rejected real readings: {scored.rejects[0]}")
-        predictions += scored.outputs
-    return Stream({"sensor_readings": readings, "predictions": predictions, "actuals": actuals}, start)
+        now_ms = times[i + len(batch) - 1] + SCORE_DELAY_MS
+        for role, scorer in scorers.items():
+            scored = scorer.score(batch, now_ms)
+            if scored.rejects:
+                raise DataError(f"the {scorer.role} rejected real readings: {scored.rejects[0]}")
+            scored_records[role] += scored.outputs
+    records = {"sensor_readings": readings, "predictions": scored_records["predictions"], "actuals": actuals}
+    if "predictions_shadow" in scored_records:
+        records["predictions_shadow"] = scored_records["predictions_shadow"]
+    return Stream(records, start)
 
 
 # ---------------------------------------------------------------- running one service
@@ -184,7 +289,10 @@ class _Bench:
     ) -> None:
         self.tag = f"benchproc{uuid.uuid4().hex[:8]}"
         self.run_dir = (options.out / "processors-run").resolve()
-        self.settings = settings.model_copy(update={"run_dir": self.run_dir})
+        # A model store of the bench's own (deleted with the run folder), not the operator's.
+        self.settings = settings.model_copy(
+            update={"run_dir": self.run_dir, "model_store": self.run_dir / "store"}
+        )
         self.options, self.say = options, say
         self.bootstrap = settings.bootstrap or ""
         self.logs = options.out / "logs"
@@ -193,11 +301,48 @@ class _Bench:
         self.sets: list[Settings] = []
 
     def topic_set(self, name: str) -> Settings:
-        """Settings on a fresh topic set (deleted by :meth:`cleanup`)."""
+        """Settings on a fresh topic set (deleted by :meth:`cleanup`), control topics included."""
         settings = self.settings.model_copy(update={"topic_prefix": f"{self.tag}{name}."})
-        create_topics(self.bootstrap, settings.topics.all(), self.options.partitions)
+        create_rig_topics(self.bootstrap, settings.topics, self.options.partitions)
         self.sets.append(settings)
         return settings
+
+    def deployment(self, settings: Settings, model_dir: Path) -> None:
+        """Deployment ``cooler`` on *settings*' topics, the package at *model_dir* its champion.
+
+        Made here, not by the scorer that finds none: two scorers starting at once would both create it.
+        """
+        version = registered_version(settings, model_dir, actor=ACTOR)
+        create_deployment(settings, DEFAULT_DEPLOYMENT, version, actor=ACTOR, comment="bench processors")
+
+    @contextmanager
+    def challenge(self, settings: Settings, version: str | None) -> Iterator[None]:
+        """*version* as the deployment's shadow challenger while in the block (nothing when None)."""
+        if version is None:
+            yield
+            return
+        start_challenge(settings, DEFAULT_DEPLOYMENT, version, mode=SHADOW, actor=ACTOR, comment="bench")
+        try:
+            yield
+        finally:
+            end_challenge(settings, DEFAULT_DEPLOYMENT, actor=ACTOR, comment="bench")
+
+    def commit_beginning(self, group: str, topic: str) -> None:
+        """Commit offset 0 of every partition of *topic* for *group*, which has no member yet.
+
+        The group's first member then starts there, whatever its ``auto.offset.reset`` says.
+        """
+        consumer = Consumer(client_config(self.bootstrap) | {"group.id": group, "enable.auto.commit": False})
+        try:
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            offsets = [TopicPartition(topic, p, 0) for p in metadata.partitions]
+            failed = [tp for tp in consumer.commit(offsets=offsets, asynchronous=False) or () if tp.error]
+        except KafkaException as exc:
+            raise StackError(f"could not commit offset 0 of {topic} for group {group}: {exc}") from exc
+        finally:
+            consumer.close()
+        if failed:
+            raise StackError(f"could not commit offset 0 of {topic} for group {group}: {failed[0].error}")
 
     def load(self, settings: Settings, records: Mapping[str, Records]) -> None:
         producer = ReliableProducer(self.bootstrap, {"linger.ms": 20, "batch.size": 1_000_000})
@@ -213,80 +358,111 @@ class _Bench:
         delete_topics(self.bootstrap, [topic])
         create_topics(self.bootstrap, [topic], self.options.partitions)
 
-    def _sample(self, proc: Process, launched: float, count: float) -> Sample:
+    def _samples(self, procs: Sequence[Process], launched: float, counts: Sequence[float]) -> list[Sample]:
+        """One sample per process, taken together (one look at the broker's and Redis's CPU)."""
+
         def stack_cpu(name: str) -> float:
             pid = self.pids.get(name)
             return cpu_seconds(pid) if pid else math.nan
 
-        return Sample(
-            time.monotonic() - launched, count, proc.cpu_seconds(), stack_cpu("broker"), stack_cpu("redis")
-        )
+        t, broker, redis = time.monotonic() - launched, stack_cpu("broker"), stack_cpu("redis")
+        return [Sample(t, c, p.cpu_seconds(), broker, redis) for p, c in zip(procs, counts, strict=True)]
 
     def measure(self, service: Service, settings: Settings, expected: int) -> dict[str, float]:
-        """Run *service* on *settings*' topics until it has counted *expected* input records."""
-        group = f"{self.tag}-{service.name}-{uuid.uuid4().hex[:6]}"
-        port = free_port()
-        env = settings.to_env(
-            **{f"{service.env_prefix}GROUP": group, f"{service.env_prefix}METRICS_PORT": str(port)}
-        )
+        """Run *service* on *settings*' topics until it has counted *expected* input records.
+
+        With a shadow scorer (``service.shadow``) both processes run at once, each until it has
+        counted *expected*; the shadow's figures are ``shadow_*``, both added up ``combined_*``.
+        """
+        group = f"{self.tag}-{service.name.replace('+', '-')}-{uuid.uuid4().hex[:6]}"
+        # Per process: its arguments, its consumer group (also its log's name), its figures' prefix, a label.
+        runs = [(service.args, group, "", service.name)]
+        if service.shadow:
+            # A shadow scorer's group is <group>-shadow, and a new one starts at the end of the readings.
+            shadow = f"{group}-shadow"
+            self.commit_beginning(shadow, settings.topics.sensor_readings)
+            runs.append(((*service.args, "--shadow"), shadow, "shadow_", f"{service.name} (shadow)"))
+        ports = [free_port() for _ in runs]
         launched, launched_ms = time.monotonic(), int(time.time() * 1000)
-        proc = Process.start([service.name], env, self.logs / f"{group}.log")
-        samples: list[Sample] = []
+        procs: list[Process] = []
+        series: list[list[Sample]] = [[] for _ in runs]
         drained: dict[str, float] = {}
         try:
+            for (args, name, _, _), port in zip(runs, ports, strict=True):
+                env = settings.to_env(
+                    **{f"{service.env_prefix}GROUP": group, f"{service.env_prefix}METRICS_PORT": str(port)}
+                )
+                procs.append(Process.start(list(args), env, self.logs / f"{name}.log"))
             while True:
-                proc.check_running()
-                count = _scrape(port, service.counter)
-                samples.append(self._sample(proc, launched, count))
-                if count >= expected:
+                for proc in procs:
+                    proc.check_running()
+                counts = [_scrape(port, service.counter) for port in ports]
+                for samples, sample in zip(series, self._samples(procs, launched, counts), strict=True):
+                    samples.append(sample)
+                if min(counts) >= expected:
                     break
-                self._check_progress(service, samples, expected, proc)
+                for (*_, label), samples, proc in zip(runs, series, procs, strict=True):
+                    if samples[-1].count < expected:
+                        self._check_progress(label, samples, expected, proc)
                 time.sleep(self.options.poll_s)
             if service.emits_windows:
-                drained = self._drain(settings, launched_ms, proc)
-            rss, total_cpu = proc.peak_rss_mb(), proc.cpu_seconds()
+                drained = self._drain(settings, launched_ms, procs[0], service.counts_kind)
+            ends = [(p.peak_rss_mb(), p.cpu_seconds()) for p in procs]
         finally:
-            outcome = proc.stop()
-        if not outcome.clean:
-            self.say(f"    warning: {outcome.describe()}; see {proc.log}")
-        figures = interval_figures(samples)
-        figures |= drained | {
-            "expected": float(expected),
-            "peak_rss_mb": rss,
-            "total_cpu_s": total_cpu,
-            "exit_clean": float(outcome.clean),
-        }
+            outcomes = [p.stop() for p in procs]
+        for proc, outcome in zip(procs, outcomes, strict=True):
+            if not outcome.clean:
+                self.say(f"    warning: {outcome.describe()}; see {proc.log}")
+        figures: dict[str, float] = dict(drained)
+        for (_, _, prefix, _), samples, (rss, total_cpu), outcome in zip(
+            runs, series, ends, outcomes, strict=True
+        ):
+            own = interval_figures(samples) | {
+                "expected": float(expected),
+                "peak_rss_mb": rss,
+                "total_cpu_s": total_cpu,
+                "exit_clean": float(outcome.clean),
+            }
+            figures |= {prefix + k: v for k, v in own.items()}
+        if len(series) > 1:
+            figures |= {f"combined_{k}": v for k, v in interval_figures(combined(series)).items()}
+            figures["shadow_overlap"] = busy_overlap(figures, "shadow_")
+            # The run's exit_clean: every process of it.
+            figures["exit_clean"] = float(all(o.clean for o in outcomes))
         return figures
 
-    def _drain(self, settings: Settings, since_ms: int, proc: Process) -> dict[str, float]:
+    def _drain(self, settings: Settings, since_ms: int, proc: Process, kind: str = "") -> dict[str, float]:
         """With all input counted: wait until the service's MetricWindows stop coming.
 
         The reader starts only now: polling during the measured interval would add broker load.
+        With *kind*, the windows of that kind are also counted (``<kind>_windows``).
         """
+        codec = Codecs.load().metric_window
         done = time.monotonic()
-        windows, last = 0, done
+        windows, of_kind, last = 0, 0, done
         with TopicReader(self.bootstrap, [settings.topics.metrics], since_ms=since_ms) as reader:
             while time.monotonic() - done < self.options.drain_max_s:
                 if windows and time.monotonic() - last > self.options.drain_quiet_s:
                     break
                 proc.check_running()
-                got = len(reader.poll(0.1, max_messages=10_000))
+                got = reader.poll(0.1, max_messages=10_000)
                 if got:
-                    windows, last = windows + got, time.monotonic()
-        return {"windows": float(windows), "drain_s": last - done if windows else math.nan}
+                    windows, last = windows + len(got), time.monotonic()
+                    if kind:
+                        of_kind += sum(1 for m in got if codec.decode(m.value())["kind"] == kind)
+        figures = {"windows": float(windows), "drain_s": last - done if windows else math.nan}
+        return figures | ({f"{kind}_windows": float(of_kind)} if kind else {})
 
-    def _check_progress(
-        self, service: Service, samples: Sequence[Sample], expected: int, proc: Process
-    ) -> None:
+    def _check_progress(self, name: str, samples: Sequence[Sample], expected: int, proc: Process) -> None:
         now, count = samples[-1].t, samples[-1].count
         if count == 0:
             if now > max(120.0, self.options.stall_s):
-                raise ProcessError(f"{service.name} counted no input in {now:.0f} s; see {proc.log}")
+                raise ProcessError(f"{name} counted no input in {now:.0f} s; see {proc.log}")
             return
         since = next(s.t for s in samples if s.count >= count)
         if now - since > self.options.stall_s:
             raise ProcessError(
-                f"{service.name} stuck at {count:,.0f} of {expected:,} input records for "
+                f"{name} stuck at {count:,.0f} of {expected:,} input records for "
                 f"{now - since:.0f} s; see {proc.log}"
             )
 
@@ -351,14 +527,21 @@ def run_processors_bench(
     options.out.mkdir(parents=True, exist_ok=True)
     began, load_before = time.monotonic(), os.getloadavg()[0]
     version = ModelPackage.load(model_dir).version
+    challenger_dir = None
+    if set(CHALLENGER_SERVICES) & set(options.services):
+        challenger_dir = _challenger(dataset, version, options, say)
+    reads_shadow = any("predictions_shadow" in s.inputs for s in SERVICES if s.name in options.services)
+    shadow = challenger_dir if reads_shadow else None
     say(
-        f"building the stream: {options.events:,} readings of {dataset.source}, their predictions and actuals"
+        f"building the stream: {options.events:,} readings of {dataset.source}, their predictions"
+        + (" (champion and challenger)" if shadow else "")
+        + " and actuals"
     )
-    stream = build_stream(dataset, model_dir, options)
+    stream = build_stream(dataset, model_dir, options, shadow)
     errors: list[str] = []
     live: dict[str, Any] = {}
     with _bench(settings, options, say) as bench:
-        runs = _throughput(bench, stream, options, errors)
+        runs = _throughput(bench, stream, options, errors, (model_dir, challenger_dir))
         if options.live_s > 0:
             from loadgen.bench_alerts import AlertsBenchOptions
             from loadgen.bench_live import run_live
@@ -387,6 +570,7 @@ def run_processors_bench(
         "options": {k: str(v) for k, v in options.__dict__.items()},
         "data": dataset.source,
         "model_version": version,
+        "challenger_version": ModelPackage.load(challenger_dir).version if challenger_dir else None,
         "stream": {role: len(records) for role, records in stream.records.items()}
         | {"first_event_ms": stream.first_event_ms},
         "throughput": throughput,
@@ -408,32 +592,73 @@ def run_processors_bench(
     return result
 
 
+def _challenger(
+    dataset: Dataset, champion: str, options: ProcessorsBenchOptions, say: Callable[[str], None]
+) -> Path:
+    """The challenger: the same data, seed ``options.challenger_seed``; a version of its own."""
+    challenger_dir = train(dataset, seed=options.challenger_seed, num_threads=1).write(
+        options.out / "model-challenger"
+    )
+    version = ModelPackage.load(challenger_dir).version
+    if version == champion:
+        raise RigwatchError(
+            f"seed {options.challenger_seed} gave the champion's version {version}: pick another"
+        )
+    say(f"challenger: {challenger_dir} (seed {options.challenger_seed}), version {version}")
+    return challenger_dir
+
+
+def _set_roles(name: str) -> list[str]:
+    """The stream's topics a topic set is loaded with: every input of the services reading it."""
+    return list(dict.fromkeys(role for s in SERVICES if s.topic_set == name for role in s.inputs))
+
+
 def _throughput(
-    bench: _Bench, stream: Stream, options: ProcessorsBenchOptions, errors: list[str]
+    bench: _Bench,
+    stream: Stream,
+    options: ProcessorsBenchOptions,
+    errors: list[str],
+    models: tuple[Path, Path | None],
 ) -> list[dict[str, dict[str, float]]]:
-    """Per repeat, service -> figures. Alerts' input is built after the processors' first runs."""
+    """Per repeat, service -> figures. Alerts' input is built after the processors' first runs.
+
+    *models*: the champion's package and the challenger's (None when no service chosen needs it).
+    """
     say = bench.say
-    say(f"loading the topic sets {bench.tag}*: readings, predictions, actuals ...")
-    sets = {"scorer": bench.topic_set("s"), "processors": bench.topic_set("p")}
-    bench.load(sets["scorer"], {"sensor_readings": stream.records["sensor_readings"]})
-    bench.load(sets["processors"], stream.records)
     chosen = [s for s in SERVICES if s.name in options.services]  # alerts after the processors
+    # The alerts' input comes from the windows published on the processors' set.
+    wanted = {"processors" if s.topic_set == "alerts" else s.topic_set for s in chosen}
+    sets: dict[str, Settings] = {}
+    challenger: str | None = None
+    for name in ("scorer", "processors", "comparison"):
+        if name not in wanted:
+            continue
+        roles = _set_roles(name)
+        say(f"loading the topic set {bench.tag}{name[0]}: {', '.join(roles)} ...")
+        sets[name] = bench.topic_set(name[0])
+        bench.load(sets[name], {role: stream.records[role] for role in roles})
+    if "scorer" in sets:
+        champion_dir, challenger_dir = models
+        bench.deployment(sets["scorer"], champion_dir)
+        if challenger_dir is not None and any(s.shadow for s in chosen):
+            challenger = registered_version(sets["scorer"], challenger_dir, actor=ACTOR)
     runs: list[dict[str, dict[str, float]]] = []
     for repeat in range(1, options.repeats + 1):
         run: dict[str, dict[str, float]] = {}
         for service in chosen:
             tag = f"[{repeat}/{options.repeats}] {service.name}"
             try:
-                if service.name == "alerts" and "alerts" not in sets:
+                if service.topic_set == "alerts" and "alerts" not in sets:
                     sets["alerts"] = _alerts_set(bench, sets["processors"], stream, options)
-                target = sets.get(service.name, sets["processors"])
+                target = sets[service.topic_set]
                 expected = stream.count(service)
                 say(f"{tag}: {expected:,} input records ...")
                 try:
-                    run[service.name] = f = bench.measure(service, target, expected)
+                    with bench.challenge(target, challenger if service.shadow else None):
+                        run[service.name] = f = bench.measure(service, target, expected)
                 finally:
-                    if service.name == "scorer":
-                        bench.empty(target, "predictions")
+                    for role in service.outputs:
+                        bench.empty(target, role)
             except RigwatchError as exc:
                 errors.append(f"{tag}: {exc}")
                 say(f"    failed: {exc}")
@@ -442,6 +667,17 @@ def _throughput(
                 f"    {f['events_per_s']:,.0f} events/s, {f['cpu_us_per_event']:.1f} CPU µs/event, "
                 f"peak RSS {f['peak_rss_mb']:.0f} MB, broker CPU {f['broker_cpu_pct']:.0f} %"
             )
+            if service.shadow:
+                say(
+                    f"    shadow scorer {f['shadow_events_per_s']:,.0f} events/s, both "
+                    f"{f['combined_cpu_pct']:.0f} % CPU ({f['combined_cpu_us_per_event']:.1f} µs per record "
+                    f"consumed), busy together {f['shadow_overlap']:.0%} of the champion's interval"
+                )
+            if service.counts_kind:
+                n = f[f"{service.counts_kind}_windows"]
+                say(f"    {n:,.0f} {service.counts_kind} windows of {f['windows']:,.0f}")
+                if not n:
+                    say(f"    warning: no {service.counts_kind} window came in {options.drain_max_s:g} s")
         runs.append(run)
     return runs
 

@@ -16,6 +16,8 @@ from rigwatch.exceptions import RigwatchError
 __all__ = [
     "Sample",
     "alert_stream",
+    "busy_overlap",
+    "combined",
     "counter_total",
     "interval_figures",
     "markdown",
@@ -118,6 +120,42 @@ def interval_figures(samples: Sequence[Sample]) -> dict[str, float]:
         "redis_cpu_us_per_event": redis / rate * 1e6,
         "redis_cpu_pct": redis * 100,
     }
+
+
+def combined(series: Sequence[Sequence[Sample]]) -> list[Sample]:
+    """Processes sampled together (one series each, same times) as one: counts and CPU added up.
+
+    Time, broker and Redis CPU are the first series' (one look at them served every process).
+
+    Examples
+    --------
+    >>> champion = [Sample(1.0, 100, 2.0, 50.0), Sample(2.0, 300, 2.5, 50.4)]
+    >>> shadow = [Sample(1.0, 0, 1.5, 50.0), Sample(2.0, 250, 2.1, 50.4)]
+    >>> [(s.t, s.count, s.cpu, s.broker_cpu) for s in combined([champion, shadow])]
+    [(1.0, 100, 3.5, 50.0), (2.0, 550, 4.6, 50.4)]
+    """
+    return [
+        Sample(at[0].t, sum(s.count for s in at), sum(s.cpu for s in at), at[0].broker_cpu, at[0].redis_cpu)
+        for at in zip(*series, strict=True)
+    ]
+
+
+def busy_overlap(figures: Mapping[str, float], prefix: str) -> float:
+    """The share of the busy interval in *figures* during which the ``<prefix>`` process was busy too.
+
+    Both intervals run from ``startup_s`` for ``busy_s`` (:func:`interval_figures`, times
+    since the same launch).
+
+    Examples
+    --------
+    >>> busy_overlap({"startup_s": 2.0, "busy_s": 4.0, "shadow_startup_s": 3.0, "shadow_busy_s": 4.0},
+    ...              "shadow_")
+    0.75
+    """
+    start, end = figures["startup_s"], figures["startup_s"] + figures["busy_s"]
+    other = figures[f"{prefix}startup_s"]
+    other_end = other + figures[f"{prefix}busy_s"]
+    return max(0.0, min(end, other_end) - max(start, other)) / (end - start)
 
 
 def stats(values: Sequence[float]) -> dict[str, Any]:
@@ -256,8 +294,10 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| {_fmt(t.get('startup_s'), '.1f')} | {_fmt(t.get('windows'), ',.0f')} "
             f"| {_fmt(t.get('drain_s'), '.1f')} | {sum(1 for c in clean if c == 1.0)}/{len(clean)} |"
         )
+    lines += _kinds(result["throughput"])
     lines += ["", "| ratio of events/s, same repeat | median (min–max) |", "|---|---|"]
     lines += [f"| {k} | {_fmt(v, '.3f')} |" for k, v in result["ratios"].items()]
+    lines += _paired(result["throughput"])
     live = result.get("live") or {}
     if live:
         from loadgen.bench_live import markdown as live_markdown
@@ -269,6 +309,8 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         "Definitions: input records are what the service consumed, by its own Prometheus counter "
         "(drift: readings + predictions; latency: predictions; accuracy: predictions + actuals; "
+        "comparison: predictions + the challenger's shadow predictions of the same readings + actuals; "
+        "scorer+shadow: readings, by the champion scorer; "
         f"alerts: MetricWindows), scraped every {float(o['poll_s']):g} s while the child's and the "
         "local stack's CPU time (/proc) are read. Busy: from the first scrape that counted a record to "
         "the first that saw the last count before the final one (the windowed services count at their "
@@ -279,6 +321,47 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"keeps running until its MetricWindows stop coming ({float(o.get('drain_quiet_s', 3)):g} s "
         "quiet): windows out, and drain s from all input counted to the last window read; windows that "
         "close only once the input is idle may be missing. Peak RSS includes the drain. Scraping costs "
-        "the child about 1 ms of CPU per scrape (measured on an idle drift service).",
+        "the child about 1 ms of CPU per scrape (measured on an idle drift service). scorer+shadow: a "
+        "champion scorer and a shadow scorer (its own consumer group, serving the deployment's shadow "
+        "challenger) run at once over the same readings; its row is the champion's, with the broker's and "
+        "Redis's CPU of both scorers' load; 'both' adds up the two processes' counts (records consumed) "
+        "and CPU over the span either was busy; 'busy together' is the share of the champion's busy "
+        "interval in which the shadow scorer was busy too.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _kinds(throughput: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """A line per MetricWindow kind counted apart (``<kind>_windows``), e.g. comparison's."""
+    lines = [
+        f"- {name}: {_fmt(t[key], ',.0f')} {key.removesuffix('_windows')} windows of "
+        f"{_fmt(t.get('windows'), ',.0f')} windows out"
+        for name, t in throughput.items()
+        for key in t
+        if key.endswith("_windows")
+    ]
+    return ["", *lines] if lines else []
+
+
+def _paired(throughput: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The champion's, the shadow scorer's and both processes' figures of a run with a shadow scorer."""
+    paired = {name: t for name, t in throughput.items() if "shadow_events_per_s" in t}
+    if not paired:
+        return []
+    lines = [
+        "",
+        "| run | process | events/s | CPU µs/event | CPU % | peak RSS MB | start-up s | busy together |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t in paired.items():
+        for label, prefix in (("champion", ""), ("shadow", "shadow_"), ("both", "combined_")):
+            together = _fmt(t.get("shadow_overlap"), ".0%") if prefix == "shadow_" else ""
+            own = prefix != "combined_"  # one process: its memory and start-up
+            lines.append(
+                f"| {name} | {label} | {_fmt(t.get(f'{prefix}events_per_s'), ',.0f')} "
+                f"| {_fmt(t.get(f'{prefix}cpu_us_per_event'), '.1f')} "
+                f"| {_fmt(t.get(f'{prefix}cpu_pct'), '.0f')} "
+                f"| {_fmt(t.get(f'{prefix}peak_rss_mb'), '.0f') if own else '–'} "
+                f"| {_fmt(t.get(f'{prefix}startup_s'), '.1f') if own else '–'} | {together} |"
+            )
+    return lines

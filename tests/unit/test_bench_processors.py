@@ -8,10 +8,19 @@ import pytest
 
 from loadgen.bench_live import close_delays
 from loadgen.bench_live import markdown as live_markdown
-from loadgen.bench_processors import SERVICES, Service, Stream
+from loadgen.bench_processors import (
+    CHALLENGER_SERVICES,
+    DEFAULT_SERVICES,
+    SERVICES,
+    Service,
+    Stream,
+    _set_roles,
+)
 from loadgen.bench_processors_report import (
     Sample,
     alert_stream,
+    busy_overlap,
+    combined,
     counter_total,
     interval_figures,
     markdown,
@@ -198,11 +207,95 @@ def test_alert_stream_repeats_real_windows_later_on_their_own_boundaries() -> No
 
 def test_each_service_counts_its_input_topics() -> None:
     stream = Stream(
-        {"sensor_readings": [("k", b"r")] * 3, "predictions": [("k", b"p")] * 3, "actuals": [("k", b"a")] * 2}
+        {
+            "sensor_readings": [("k", b"r")] * 3,
+            "predictions": [("k", b"p")] * 3,
+            "actuals": [("k", b"a")] * 2,
+            "predictions_shadow": [("k", b"s")] * 3,
+        }
     )
     counts = {s.name: stream.count(s) for s in SERVICES}
-    assert counts == {"scorer": 3, "drift": 6, "latency": 3, "accuracy": 5, "alerts": 0}
+    assert counts == {
+        "scorer": 3,
+        "scorer+shadow": 3,
+        "drift": 6,
+        "latency": 3,
+        "accuracy": 5,
+        "comparison": 8,
+        "alerts": 0,
+    }
     assert Service("latency", "x", ()).env_prefix == "RIGWATCH_LATENCY_"
+
+
+def test_champion_challenger_services_run_existing_commands_on_their_own_topic_sets() -> None:
+    by_name = {s.name: s for s in SERVICES}
+    pair, comparison = by_name["scorer+shadow"], by_name["comparison"]
+    assert (pair.args, pair.env_prefix, pair.shadow) == (("scorer",), "RIGWATCH_SCORER_", True)
+    assert (comparison.args, comparison.env_prefix) == (("accuracy",), "RIGWATCH_ACCURACY_")
+    assert CHALLENGER_SERVICES == ("scorer+shadow", "comparison")
+    assert not set(CHALLENGER_SERVICES) & set(DEFAULT_SERVICES)
+    # The shadow predictions go to a set of their own: drift, latency and accuracy read that topic too.
+    assert _set_roles("processors") == ["sensor_readings", "predictions", "actuals"]
+    assert _set_roles("comparison") == ["predictions", "predictions_shadow", "actuals"]
+    assert _set_roles("scorer") == ["sensor_readings"]
+
+
+def test_processes_sampled_together_add_up_counts_and_cpu_but_not_the_broker() -> None:
+    champion = [Sample(1.0, 0, 1.0, 10.0, 5.0), Sample(2.0, 1_000, 1.5, 10.5, 5.0)]
+    shadow = [Sample(1.0, 0, 0.8, 10.0, 5.0), Sample(2.0, 600, 1.1, 10.5, 5.0)]
+    both = combined([champion, shadow])
+    assert [(s.t, s.count, s.broker_cpu, s.redis_cpu) for s in both] == [
+        (1.0, 0, 10.0, 5.0),
+        (2.0, 1_600, 10.5, 5.0),
+    ]
+    assert [s.cpu for s in both] == pytest.approx([1.8, 2.6])
+    with pytest.raises(ValueError):
+        combined([champion, shadow[:1]])
+
+
+def test_busy_overlap_is_the_share_of_the_first_interval_the_other_covers() -> None:
+    f = {"startup_s": 2.0, "busy_s": 10.0}
+    assert busy_overlap(f | {"shadow_startup_s": 2.0, "shadow_busy_s": 12.0}, "shadow_") == 1.0
+    assert busy_overlap(f | {"shadow_startup_s": 4.0, "shadow_busy_s": 4.0}, "shadow_") == pytest.approx(0.4)
+    assert busy_overlap(f | {"shadow_startup_s": 13.0, "shadow_busy_s": 5.0}, "shadow_") == 0.0
+
+
+def test_markdown_shows_the_shadow_scorer_beside_the_champion_and_comparison_windows() -> None:
+    runs = _runs()
+    runs[0]["scorer+shadow"] = {
+        "events_per_s": 30_000.0,
+        "cpu_us_per_event": 30.0,
+        "cpu_pct": 90.0,
+        "peak_rss_mb": 300.0,
+        "startup_s": 2.0,
+        "shadow_events_per_s": 28_000.0,
+        "shadow_cpu_us_per_event": 31.0,
+        "shadow_cpu_pct": 87.0,
+        "shadow_peak_rss_mb": 310.0,
+        "shadow_startup_s": 2.5,
+        "shadow_overlap": 0.9,
+        "combined_events_per_s": 58_000.0,
+        "combined_cpu_us_per_event": 30.5,
+        "combined_cpu_pct": 177.0,
+    }
+    runs[0]["comparison"] = {"events_per_s": 20_000.0, "windows": 30.0, "comparison_windows": 10.0}
+    throughput, ratio_stats, _ = report(runs)
+    assert ratio_stats["scorer+shadow/scorer"]["median"] == 0.75
+    assert ratio_stats["comparison/scorer"]["median"] == 0.5
+    result = {
+        "options": {"events": "100000", "rigs": "8", "interval_ms": "10", "repeats": "1", "poll_s": "0.1"},
+        "created_at": "2025-01-01T00:00:00Z",
+        "machine": {"cpus": 2},
+        "data": "hydraulic_cycles.csv",
+        "throughput": throughput,
+        "ratios": ratio_stats,
+    }
+    text = markdown(result)
+    assert "| scorer+shadow | champion | 30,000 | 30.0 | 90 | 300 | 2.0 |  |" in text
+    assert "| scorer+shadow | shadow | 28,000 | 31.0 | 87 | 310 | 2.5 | 90% |" in text
+    assert "| scorer+shadow | both | 58,000 | 30.5 | 177 | – | – |  |" in text
+    assert "- comparison: 10 comparison windows of 30 windows out" in text
+    assert "| scorer+shadow/scorer | 0.750 |" in text
 
 
 def test_live_close_delays_count_only_windows_closing_after_warm_up() -> None:
