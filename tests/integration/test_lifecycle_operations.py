@@ -1,4 +1,4 @@
-"""The lifecycle operations against the local broker: promote, roll back, approve, refuse, audit."""
+"""The lifecycle operations against the local broker: promote, roll back, approve, refuse, challenge."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from model_packages import tiny_package
 from rigwatch.config import Settings
 from rigwatch.data import FEATURES, Dataset
 from rigwatch.lifecycle.audit import AuditLog
-from rigwatch.lifecycle.deployments import pending_changes, read_deployments, read_records
+from rigwatch.lifecycle.deployments import control_producer, pending_changes, read_deployments, read_records
 from rigwatch.lifecycle.exceptions import GuardrailsFailed, LifecycleError
 from rigwatch.lifecycle.operations import (
     approve,
@@ -26,6 +26,10 @@ from rigwatch.lifecycle.operations import (
     rollback,
 )
 from rigwatch.model import ModelPackage, train
+from rigwatch.model.calibration import ConfidenceCalibration
+from rigwatch.model.compare import PairedCounts
+from rigwatch.schemas import Codecs
+from services.accuracy.handler import AccuracyHandler
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +249,49 @@ def test_the_cli_refuses_a_same_actor_approval_and_prints_the_audit_trail(
     bad = rigwatch("deploy", "promote", "cooler", version, "--reason", "drift")
     assert bad.returncode == 2 and "reason 'drift' is not one of: accuracy, data_drift" in bad.stderr
     assert os.path.isdir(settings.model_store / version)
+
+
+def test_a_challenge_is_started_compared_and_ended_from_the_command_line(
+    settings: Settings, cooler: tuple[str, str]
+) -> None:
+    champion, candidate = cooler
+    env = settings.to_env() | {"RIGWATCH_ACTOR": "ana"}
+
+    def rigwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rigwatch", *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    bad = rigwatch("deploy", "challenger", "cooler", candidate, "--mode", "canary")
+    assert bad.returncode == 2 and "canary percent None" in bad.stderr
+    started = rigwatch("deploy", "challenger", "cooler", candidate[:6], "--mode", "shadow", "--auto-promote")
+    assert started.returncode == 0, started.stderr
+    assert f"challenger {candidate} (shadow, auto-promote at >= 200 pairs)" in started.stdout
+    assert "no comparison window yet" in rigwatch("deploy", "compare", "cooler").stdout
+
+    # A comparison window as the accuracy processor publishes it: 300 pairs, 60 won by the challenger alone.
+    codecs = Codecs.load()
+    counts = PairedCounts(
+        both_correct=200, both_wrong=30, champion_only=10, challenger_only=60, predicted=320, agreements=250,
+        champion_loss_sum=90.0, challenger_loss_sum=40.0, loss_diff_sq_sum=80.0,
+    )  # fmt: skip
+    handler = AccuracyHandler(
+        codecs.prediction, codecs.actual, ("3", "20", "100"), ConfidenceCalibration.identity(),
+        namespace="t", size_ms=30_000, horizon_ms=60_000, min_count=1,
+    )  # fmt: skip
+    counted = {"counts": counts.to_dict(), "estimated": [300.0, 290.0]}
+    window = handler.comparison(f"cmp:{champion}/{candidate}", 0, counted, [counted])
+    producer = control_producer(settings)
+    producer.produce(
+        settings.topics.metrics, codecs.metric_window.encode(window), key=f"comparison/{candidate}"
+    )
+    producer.flush()
+
+    compared = rigwatch("deploy", "compare", "cooler")
+    assert compared.returncode == 0, compared.stderr
+    assert "verdict: better" in compared.stdout
+    assert "labelled pairs 300: accuracy challenger 0.8667 vs champion 0.7000" in compared.stdout
+    assert "challenger right alone 60, champion right alone 10" in compared.stdout
+    ended = rigwatch("deploy", "challenger", "cooler", "--end", "--reason", "accuracy")
+    assert ended.returncode == 0 and f"challenger {candidate} stopped" in ended.stdout
+    assert _actions(settings)[-2:] == ["challenge", "end_challenge"]
