@@ -169,10 +169,13 @@ end
 
 -- Champion and challenger: (subject, champion payload, challenger payload) of two predictions
 -- of one event, or nil unless exactly one of them is the champion.
+-- The role is the payload's last field: compared by its end, not found by a pattern.
+local function is_champion(payload) return string.sub(payload, -9) == '\31champion' end
+
 local function rivals(version, prediction, other_version, other)
-  local role, other_role = string.match(prediction, '([^\31]*)$'), string.match(other, '([^\31]*)$')
-  if role == other_role or (role ~= 'champion' and other_role ~= 'champion') then return nil end
-  if role == 'champion' then
+  local champion, other_champion = is_champion(prediction), is_champion(other)
+  if champion == other_champion then return nil end  -- two champions, or two others
+  if champion then
     return 'cmp:' .. version .. '/' .. other_version, prediction, other
   end
   return 'cmp:' .. other_version .. '/' .. version, other, prediction
