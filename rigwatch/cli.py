@@ -1001,7 +1001,11 @@ def bench_processors(
     ] = 100_000,
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of every service's run.")] = 3,
     services: Annotated[
-        str, typer.Option(help="Comma-separated: scorer, drift, latency, accuracy, alerts.")
+        str,
+        typer.Option(
+            help="Comma-separated: scorer, drift, latency, accuracy, alerts; also scorer+shadow (a champion"
+            " and a shadow scorer at once) and comparison (accuracy with a challenger's predictions too)."
+        ),
     ] = "scorer,drift,latency,accuracy,alerts",
     alert_windows: Annotated[
         int, typer.Option(min=100, help="MetricWindows the alerts service reads (real ones, repeated).")
