@@ -1050,3 +1050,162 @@ def bench_processors(
 app.add_typer(models_app, name="models")
 app.add_typer(deploy_app, name="deploy")
 app.command("audit")(audit_command)
+
+
+# The operations API (services/console/): `rigwatch console` serves it, `console token` keeps its tokens.
+# No help= here: the callback's docstring is the group's help.
+console_app = typer.Typer()
+app.add_typer(console_app, name="console")
+console_token_app = typer.Typer(
+    help="API tokens of the console: each a principal (the audit trail's actor) and a role.",
+    no_args_is_help=True,
+)
+console_app.add_typer(console_token_app, name="token")
+
+TokensFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--tokens-file", help="Default: RIGWATCH_CONSOLE_TOKENS_FILE, else .rigwatch/console-tokens.json."
+    ),
+]
+
+
+@console_app.callback(invoke_without_command=True)
+def console(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on. Default 127.0.0.1 (RIGWATCH_CONSOLE_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port. Default 8080 (RIGWATCH_CONSOLE_PORT).")
+    ] = None,
+    allow_anonymous: Annotated[
+        str | None,
+        typer.Option(
+            help="Role of requests without a token (viewer, operator, approver, admin); loopback only."
+            " Default: a token is required."
+        ),
+    ] = None,
+    tokens_file: TokensFileOption = None,
+) -> None:
+    """Serve the operations API (JSON under /api/v1, OpenAPI at /api/v1/openapi.json) until SIGTERM/SIGINT.
+
+    A faust-streaming app: follows rig.alerts, rig.metrics, rig.deployments, rig.audit and
+    rig.scorer-status into in-memory tables. POST /score scores with a deployment's champion by
+    the streaming scorer's code and humility rules (RIGWATCH_SCORER_*) and publishes the readings;
+    promote / rollback / challenger / approve / reject / comment are the lifecycle's own operations,
+    audited with the token's principal. Every request but /api/v1/health and the OpenAPI document
+    needs `Authorization: Bearer <token>` (`rigwatch console token add`).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from services.console.app import run
+    from services.console.config import ConsoleSettings
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "allow_anonymous": allow_anonymous,
+            "tokens_file": tokens_file,
+        }.items()
+        if v is not None
+    }
+    try:
+        code = run(Settings(), ConsoleSettings(**overrides))
+    except (RigwatchError, ValidationError) as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code=code)
+
+
+def _token_store(tokens_file: Path | None) -> Any:
+    from services.console.config import ConsoleSettings
+    from services.console.tokens import TokenStore
+
+    return TokenStore(tokens_file or ConsoleSettings().tokens_file)
+
+
+@console_token_app.command("add")
+def console_token_add(
+    name: Annotated[str, typer.Argument(help="The principal: who the audit trail says acted.")],
+    role: Annotated[str, typer.Option(help="viewer, operator, approver or admin.")],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Replace the principal's token (the old one stops working).")
+    ] = False,
+    tokens_file: TokensFileOption = None,
+) -> None:
+    """Make a new random token for NAME with ROLE and print it, once: only its SHA-256 is stored.
+
+    A running console takes it at the next request.
+    """
+    from services.console.roles import Role
+
+    store = _token_store(tokens_file)
+    try:
+        token = store.add(name, Role.parse(role), replace=replace)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    _say(f"token of {name} ({role.lower()}), stored hashed in {store.path}; shown this once:")
+    typer.echo(token)
+
+
+@console_token_app.command("list")
+def console_token_list(tokens_file: TokensFileOption = None) -> None:
+    """The principals with a token and their roles (never a token)."""
+    store = _token_store(tokens_file)
+    try:
+        principals = store.principals()
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if not principals:
+        typer.echo(f"no tokens in {store.path}")
+        return
+    for p in principals:
+        added = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(p.created / 1000))
+        typer.echo(f"{p.name}\t{p.role}\tadded {added} UTC")
+
+
+@console_token_app.command("remove")
+def console_token_remove(
+    name: Annotated[str, typer.Argument(help="The principal whose token stops working.")],
+    tokens_file: TokensFileOption = None,
+) -> None:
+    """Revoke NAME's token; a running console refuses it from the next request on."""
+    store = _token_store(tokens_file)
+    try:
+        removed = store.remove(name)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
+    if not removed:
+        raise _fail(RigwatchError(f"{name!r} has no token in {store.path}"))
+    typer.echo(f"token of {name} removed")
+
+
+@bench_app.command("console")
+def bench_console(
+    data: DataOption = None,
+    requests: Annotated[int, typer.Option(min=10, help="Requests of one reading per phase.")] = 1000,
+    batches: Annotated[int, typer.Option(min=1, help="Requests of --batch readings per phase.")] = 200,
+    batch: Annotated[int, typer.Option(min=1, help="Readings per batch request.")] = 100,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of every phase.")] = 3,
+    out: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path("results"),
+) -> None:
+    """POST /score of a running `rigwatch console`: latency of one reading, readings/s of batches.
+
+    One console on fresh topics serves deployment 'cooler' (a model trained afresh); one client
+    on one keep-alive connection sends requests one after the other, each with publish=false
+    (scoring only) and publish=true (also produced and acknowledged). p50/p99/max latency,
+    readings/s and the console's CPU per reading; medians with min–max over the repeats.
+    """
+    from loadgen.bench_console import ConsoleBenchOptions, run_console_bench
+
+    try:
+        dataset, model_dir = _bench_model(data, out)
+        options = ConsoleBenchOptions(
+            requests=requests, batches=batches, batch=batch, repeats=repeats, out=out
+        )
+        with _bench_stack(model_dir) as bound:
+            run_console_bench(bound, dataset, model_dir, options, say=_say)
+    except RigwatchError as exc:
+        raise _fail(exc) from exc
