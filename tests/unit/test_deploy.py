@@ -37,6 +37,7 @@ from services.accuracy.metrics import AccuracyMetrics
 from services.alerts.config import AlertsSettings
 from services.alerts.metrics import AlertsMetrics
 from services.alerts.rules import DEFAULT_RULES, Rule, load_rules
+from services.console.config import ConsoleSettings
 from services.drift.config import DriftSettings
 from services.drift.metrics import DriftMetrics
 from services.gate.config import GateSettings
@@ -69,7 +70,9 @@ SERVING: dict[str, tuple[type, type[BaseSettings]]] = {
 #: Services that run another's command with other options (same metrics, same settings).
 VARIANTS = {"scorer-shadow": "scorer"}
 #: Everything built from the Dockerfile: the serving services, topic/model setup and the pump.
-RIGWATCH_SERVICES = {*SERVING, "setup", "pump"}
+RIGWATCH_SERVICES = {*SERVING, "setup", "pump", "console"}
+#: Services that serve something other than /metrics: compose service name -> settings class.
+OTHER_SETTINGS: dict[str, type[BaseSettings]] = {"console": ConsoleSettings}
 #: rigwatch settings read from the environment besides the settings classes' fields.
 EXTRA_ENV = {"RIGWATCH_DATA", "RIGWATCH_CACHE_DIR"}
 #: Series Prometheus itself makes: name -> label names (None: any).
@@ -350,7 +353,11 @@ def test_every_command_line_is_one_the_cli_accepts() -> None:
 
 def test_every_rigwatch_env_variable_is_a_real_setting() -> None:
     known = set(EXTRA_ENV)
-    classes: list[type[BaseSettings]] = [Settings, *(settings for _, settings in SERVING.values())]
+    classes: list[type[BaseSettings]] = [
+        Settings,
+        *(settings for _, settings in SERVING.values()),
+        *OTHER_SETTINGS.values(),
+    ]
     for cls in classes:
         prefix = cls.model_config["env_prefix"]
         known |= {f"{prefix}{field}".upper() for field in cls.model_fields}
