@@ -32,6 +32,7 @@ from rich.text import Text
 from loadgen.scenarios import Phase, demo_timeline
 from rigwatch.config import Settings
 from rigwatch.exceptions import RigwatchError
+from rigwatch.harness import free_port
 from rigwatch.kafka import StopFlag, TopicReader
 from rigwatch.lifecycle.audit import actor
 from rigwatch.lifecycle.operations import (
@@ -125,6 +126,11 @@ def run_demo(
             )
             for name in ("scorer", "scorer --shadow", "drift", "latency", "accuracy", "alerts", "gate")
         ]
+        # The console without tokens: explicitly allowed for a demo on loopback only.
+        port = free_port()
+        console_args = ["console", "--port", str(port), "--allow-anonymous", "admin"]
+        services.append(_service(console_args, settings.run_dir / "console.log", env))
+        console.print(f"console: http://127.0.0.1:{port}/ (no token needed: a loopback demo)")
         services.append(
             _service(
                 ["pump", "--rate", str(rate), *data_args, *scenario_args], settings.run_dir / "pump.log", env
