@@ -59,6 +59,7 @@ from services.console.publish import Publisher
 from services.console.routes import routes
 from services.console.server import json_errors, register
 from services.console.tables import Progress, Tables
+from services.console.tickets import Tickets
 from services.console.tokens import TokenStore
 from services.scorer.app import humility_rules
 from services.scorer.config import ScorerSettings
@@ -188,6 +189,7 @@ def build_app(
     )
     app.hub = Hub()
     tables.listeners.append(app.hub.publish)
+    tickets = Tickets()  # issued by the handler, redeemed by the server's auth
     for kind, topic, codec in _followed(settings, codecs):
         app.agent(app.topic(topic), name=f"follow-{kind}")(_follower(kind, codec, tables, progress))
 
@@ -216,8 +218,10 @@ def build_app(
         max_readings=config.max_readings,
         codecs=codecs,
         hub=app.hub,
+        tickets=tickets,
     )
-    register(app, handler, Auth(TokenStore(config.tokens_file), config.allow_anonymous), routes())
+    auth = Auth(TokenStore(config.tokens_file), config.allow_anonymous, tickets)
+    register(app, handler, auth, routes())
     return app
 
 

@@ -4,6 +4,9 @@ No token is a 401, unless anonymous access was enabled (``--allow-anonymous
 ROLE``, loopback only): then a request *without* an ``Authorization`` header
 acts as the principal ``anonymous`` with that role. A request with a token is
 always judged by it, so a wrong token is a 401 even then.
+
+The event stream also takes a ticket (:mod:`services.console.tickets`) in its
+query instead of the header, because a browser's ``EventSource`` cannot send one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from rigwatch.exceptions import ConfigError
 from services.console.errors import ApiError
 from services.console.roles import Role
+from services.console.tickets import TTL_S, Tickets
 from services.console.tokens import Principal, TokenStore
 
 __all__ = ["ANONYMOUS", "Auth"]
@@ -29,6 +33,8 @@ class Auth:
         The tokens file.
     anonymous
         The role of a request without a token; None: such a request is refused.
+    tickets
+        The event-stream tickets (new, empty ones when None).
 
     Examples
     --------
@@ -41,8 +47,11 @@ class Auth:
     services.console.errors.ApiError: promote needs the operator role; anonymous has viewer
     """
 
-    def __init__(self, tokens: TokenStore, anonymous: Role | None = None) -> None:
+    def __init__(
+        self, tokens: TokenStore, anonymous: Role | None = None, tickets: Tickets | None = None
+    ) -> None:
         self.tokens, self.anonymous = tokens, anonymous
+        self.tickets = tickets if tickets is not None else Tickets()
 
     def principal(self, authorization: str | None) -> Principal:
         """Who sent a request with this ``Authorization`` header (None: no header).
@@ -82,3 +91,35 @@ class Auth:
                 f"{what} needs the {needed} role; {principal.name} has {principal.role}",
                 extra={"needed": str(needed), "role": str(principal.role)},
             )
+
+    def redeem(self, ticket: str) -> Principal:
+        """Who an event-stream *ticket* stands for; it is spent by this.
+
+        The principal must still hold the token the ticket was asked for with (same
+        role, same creation time): a token removed or replaced meanwhile voids it.
+
+        Raises
+        ------
+        ApiError
+            401 for an unknown, spent or expired ticket, or a revoked token; 503 when
+            the tokens file cannot be read.
+        """
+        principal = self.tickets.redeem(ticket)
+        if principal is not None and not self._holds(principal):
+            principal = None
+        if principal is None:
+            raise ApiError(
+                401,
+                f"unknown, spent or expired ticket: a ticket opens one stream within {TTL_S:.0f} s;"
+                " ask POST /api/v1/events/ticket for another",
+                headers=_CHALLENGE,
+            )
+        return principal
+
+    def _holds(self, principal: Principal) -> bool:
+        if principal.name == ANONYMOUS and principal.created == 0:
+            return self.anonymous is not None and self.anonymous == principal.role
+        try:
+            return principal in self.tokens.principals()
+        except ConfigError as exc:
+            raise ApiError(503, f"the console cannot check tokens: {exc}") from exc

@@ -32,6 +32,7 @@ from services.console.events import Hub
 from services.console.publish import Publisher
 from services.console.scoring import complete, score_readings
 from services.console.tables import KINDS, Tables
+from services.console.tickets import Tickets
 from services.console.tokens import Principal
 from services.scorer.handler import Scorer
 
@@ -156,6 +157,8 @@ class ConsoleHandler:
         The record codecs (loaded when None).
     hub
         Where ``GET /events`` subscribes (the tables' listener); None: no events.
+    tickets
+        Where ``POST /events/ticket`` issues tickets (the server redeems them); None: none.
     """
 
     def __init__(
@@ -171,8 +174,9 @@ class ConsoleHandler:
         max_readings: int = 10_000,
         codecs: Codecs | None = None,
         hub: Hub | None = None,
+        tickets: Tickets | None = None,
     ) -> None:
-        self.max_readings, self.hub = max_readings, hub
+        self.max_readings, self.hub, self.tickets = max_readings, hub, tickets
         self.settings, self.tables, self.model_cache, self.run = settings, tables, models, run
         self.publisher, self.ready, self._openapi = publisher, ready, openapi
         self.codecs = codecs or Codecs.load()
@@ -520,6 +524,13 @@ class ConsoleHandler:
         if self.hub is None:
             raise ApiError(503, "this console serves no events")
         return Reply(self.hub.subscribe(kinds))
+
+    async def events_ticket(self, call: Call) -> Reply:
+        """A ticket for one ``GET /events`` of the caller (for a browser's ``EventSource``)."""
+        if self.hub is None or self.tickets is None:
+            raise ApiError(503, "this console serves no events")
+        assert call.principal is not None
+        return Reply({"ticket": self.tickets.issue(call.principal), "expires_in_s": self.tickets.ttl_s})
 
     async def audit(self, call: Call) -> Reply:
         q = call.query

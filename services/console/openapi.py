@@ -71,7 +71,7 @@ def _operation(route: Route) -> dict[str, Any]:
     errors = dict(route.errors)
     if route.role is not None:
         errors = {**_AUTH_ERRORS, **errors}
-        op["security"] = [{"bearer": []}]
+        op["security"] = [{"bearer": []}, {"ticket": []}] if route.ticket else [{"bearer": []}]
     else:
         op["security"] = []
     if route.body is not None or route.query:
@@ -106,7 +106,15 @@ def openapi(routes: Sequence[Route], version: str) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "ticket": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "ticket",
+                    "description": "GET /events only: a single-use ticket from POST /events/ticket",
+                },
+            },
             "schemas": {"Error": _ERROR},
         },
     }

@@ -18,6 +18,7 @@ from rigwatch.lifecycle.store import MIN_PREFIX
 from rigwatch.schemas import load_schema
 from services.console.roles import Role
 from services.console.scoring import reading_params
+from services.console.tickets import TTL_S
 from services.console.validation import Param
 
 __all__ = ["API_PREFIX", "Route", "routes"]
@@ -67,6 +68,9 @@ class Route:
         The status of a success (202 when a change only waits for approval).
     stream
         It answers with server-sent events (``text/event-stream``), not JSON.
+    ticket
+        It also takes a ``ticket`` query field (``POST /events/ticket``) instead of the
+        ``Authorization`` header: a browser's ``EventSource`` cannot send headers.
     errors
         The error statuses it may answer, with what they mean.
     """
@@ -85,6 +89,7 @@ class Route:
     ok: Mapping[int, str] = field(default_factory=lambda: {200: "OK"})
     errors: Mapping[int, str] = field(default_factory=dict)
     stream: bool = False
+    ticket: bool = False
 
     @property
     def url(self) -> str:
@@ -362,9 +367,29 @@ def routes() -> tuple[Route, ...]:
                     default="alert,window,deployment,audit",
                     pattern=r"[a-z]+(,[a-z]+)*",
                 ),
+                Param(
+                    "ticket",
+                    "string",
+                    "instead of the Authorization header (EventSource cannot send one): a ticket from"
+                    f" POST /events/ticket, good for one stream within {TTL_S:.0f} s",
+                ),
             ),
             ok={200: "an event stream (text/event-stream)"},
             stream=True,
+            ticket=True,
+        ),
+        Route(
+            "POST",
+            "/events/ticket",
+            "events_ticket",
+            Role.VIEWER,
+            "A ticket that opens one event stream without the Authorization header",
+            "For browsers: ``EventSource`` cannot send headers, and a token in a URL would stay in"
+            " logs and history. The ticket stands for the caller, opens one ``GET /events?ticket=...``"
+            " within ``expires_in_s`` seconds, and is accepted by no other route; a token removed"
+            " meanwhile voids it.",
+            tag="monitoring",
+            ok={200: "``ticket`` and ``expires_in_s``"},
         ),
         Route(
             "GET",

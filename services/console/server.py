@@ -26,8 +26,10 @@ from services.console.auth import Auth
 from services.console.errors import ApiError
 from services.console.events import Subscription
 from services.console.handler import Call, ConsoleHandler
+from services.console.page import register_page
 from services.console.roles import Role
-from services.console.routes import API_PREFIX, Route
+from services.console.routes import Route
+from services.console.tokens import Principal
 from services.console.validation import parse_body, parse_object, parse_query
 
 __all__ = ["dumps", "json_errors", "register"]
@@ -36,19 +38,6 @@ log = logging.getLogger("rigwatch.console")
 
 #: Seconds between the comment lines an idle event stream gets, so proxies and browsers keep it open.
 KEEPALIVE_S = 15.0
-
-#: ``/`` until the console's page exists: says where the API is.
-PLACEHOLDER = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rigwatch console</title></head>
-<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
-<h1>rigwatch console</h1>
-<p>The console page comes next. Until then the operations API is served under
-<code>{API_PREFIX}</code>: its description is
-<a href="{API_PREFIX}/openapi.json">{API_PREFIX}/openapi.json</a>, and every route but that one
-and <code>{API_PREFIX}/health</code> takes <code>Authorization: Bearer &lt;token&gt;</code>
-(<code>rigwatch console token add NAME --role ROLE</code>).</p>
-</body></html>
-"""
 
 
 def _finite(value: Any) -> Any:
@@ -130,7 +119,7 @@ class Dispatcher:
         principal = None
         try:
             if route.role is not None:
-                principal = self.auth.principal(request.headers.get("Authorization"))
+                principal = self._principal(route, request)
                 self.auth.require(principal, route.role, f"{request.method} {request.path}")
             path = parse_object(dict(match), route.path_params)
             query = parse_query(_single(request.query), route.query)
@@ -146,6 +135,13 @@ class Dispatcher:
         except ApiError as exc:
             self._said(route, request, principal, exc.status, exc.message)
             return _json(view, exc.body(), exc.status, exc.headers)
+
+    def _principal(self, route: Route, request: Any) -> Principal:
+        """Who calls: the ``Authorization`` header, or on a ticket route a ``ticket`` without one."""
+        header = request.headers.get("Authorization")
+        if route.ticket and header is None and "ticket" in request.query:
+            return self.auth.redeem(request.query["ticket"])
+        return self.auth.principal(header)
 
     @staticmethod
     def _said(route: Route, request: Any, principal: Any, status: int, error: str = "") -> None:
@@ -217,17 +213,12 @@ def _view(methods: Mapping[str, Route], dispatcher: Dispatcher) -> type[View]:
     return type(name, (View,), {m.lower(): handle for m in methods})
 
 
-class _Index(View):
-    async def get(self, request: Request) -> Response:
-        return self.html(PLACEHOLDER)
-
-
 def register(app: faust.App, handler: ConsoleHandler, auth: Auth, routes: Sequence[Route]) -> None:
-    """Serve *routes* (and the placeholder ``/``) on *app*'s web server."""
+    """Serve *routes* and the console's page (``/``, :mod:`services.console.page`) on *app*'s web server."""
     dispatcher = Dispatcher(handler, auth)
     by_path: dict[str, dict[str, Route]] = {}
     for route in routes:
         by_path.setdefault(route.url, {})[route.method] = route
     for url, methods in by_path.items():
         app.page(url, name=url)(_view(methods, dispatcher))
-    app.page("/", name="index")(_Index)
+    register_page(app)

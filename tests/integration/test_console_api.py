@@ -484,7 +484,7 @@ def test_garbage_on_every_route_is_never_a_500(console: Console) -> None:
     assert console.process.poll() is None
 
 
-def test_placeholder_page_and_openapi_of_every_route(console: Console) -> None:
+def test_the_page_and_openapi_of_every_route(console: Console) -> None:
     status, page = console.api.call("GET", "/")
     status_doc, doc = console.api.get("/openapi.json")
 

@@ -50,7 +50,8 @@ def test_openapi_lists_every_route_with_its_role_fields_and_errors() -> None:
     for route in routes():
         op = operations[(route.method.lower(), route.url)]
         assert op["x-required-role"] == (str(route.role) if route.role else None)
-        assert op["security"] == ([{"bearer": []}] if route.role else [])
+        schemes = [{"bearer": []}, {"ticket": []}] if route.ticket else [{"bearer": []}]
+        assert op["security"] == (schemes if route.role else [])
         if route.role is not None:
             assert {"401", "403"} <= set(op["responses"])
         if route.body:
