@@ -750,12 +750,15 @@
     const sx = (t) => left + ((t - x0) / (x1 - x0)) * (W - left - right);
     const sy = (v) => top + ((hi - v) / (hi - lo)) * (H - top - bottom);
     const plot = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": spec.title });
+    // Enough significant digits that the ticks differ: accuracy near 1 spans a few thousandths.
+    const scale = Math.max(Math.abs(lo), Math.abs(hi)) / (hi - lo);
+    const digits = Math.min(10, Math.max(3, Math.ceil(Math.log10(scale)) + 2));
     for (let i = 0; i <= 3; i += 1) {
       const v = lo + ((hi - lo) * i) / 3;
       const y = sy(v).toFixed(1);
       plot.append(
         svg("line", { class: "grid", x1: left, x2: W - right, y1: y, y2: y }),
-        svg("text", { class: "axis", x: left - 4, y: Number(y) + 3, "text-anchor": "end" }, num(v)),
+        svg("text", { class: "axis", x: left - 4, y: Number(y) + 3, "text-anchor": "end" }, num(v, digits)),
       );
     }
     const span = x1 - x0 > 86400000 ? when : clock;
