@@ -179,14 +179,14 @@ class _Operator:
             "retrained-model": ("another seed", lambda: train(self.dataset, seed=7)),
             "recalibrated-model": ("on recalibrated data", lambda: train(recalibrated(self.dataset), seed=7)),
         }
-        self.versions = {}
+        versions = {}
         for folder_name, (what, make) in models.items():
             folder = settings.run_dir / folder_name
             if not (folder / "model.txt").exists():
                 console.print(f"training a version retrained {what} for the demo's deployment steps ...")
                 make().write(folder)
-            self.versions[folder_name] = registered_version(settings, folder, actor=self.actor)
-        self.version, self.challenger = self.versions["retrained-model"], self.versions["recalibrated-model"]
+            versions[folder_name] = registered_version(settings, folder, actor=self.actor)
+        self.version, self.challenger = versions["retrained-model"], versions["recalibrated-model"]
         console.print(
             f"registered {self.version} (retrained, another seed: promoted and rolled back later) and"
             f" {self.challenger} (retrained on recalibrated data: the challenger at the end)"

@@ -518,9 +518,21 @@ def start_challenge(
         "auto_promote": auto_promote,
         "min_pairs": min_pairs,
     }
-    record = _record(
+    record = _challenge_record(state, challenge, actor=actor, reason=reason, comment=comment)
+    publish_records(settings, [record], producer=producer)
+    event = _audited(
+        audit, "challenge", actor, record, model_version=target, after=target, guardrails=results, **fields
+    )
+    return Change(record, tuple(results), event)
+
+
+def _challenge_record(
+    state: Mapping[str, Any], challenge: Mapping[str, Any], *, actor: str, reason: str, comment: str | None
+) -> dict[str, Any]:
+    """The active record of a deployment whose challenge changes to *challenge*; its champion stays."""
+    return _record(
         ACTIVE,
-        deployment,
+        state["deployment"],
         _new_change_id(),
         state["champion"],
         state["previous_champion"],
@@ -530,11 +542,6 @@ def start_challenge(
         comment=comment,
         before={**state, **challenge},
     )
-    publish_records(settings, [record], producer=producer)
-    event = _audited(
-        audit, "challenge", actor, record, model_version=target, after=target, guardrails=results, **fields
-    )
-    return Change(record, tuple(results), event)
 
 
 def end_challenge(
@@ -548,18 +555,7 @@ def end_challenge(
     challenger = state["challenger"]
     if challenger is None:
         raise LifecycleError(f"deployment {deployment!r} has no challenger")
-    record = _record(
-        ACTIVE,
-        deployment,
-        _new_change_id(),
-        state["champion"],
-        state["previous_champion"],
-        requires_approval=bool(state["requires_approval"]),
-        actor=actor,
-        reason=reason,
-        comment=comment,
-        before={**state, **_NO_CHALLENGER},
-    )
+    record = _challenge_record(state, _NO_CHALLENGER, actor=actor, reason=reason, comment=comment)
     publish_records(settings, [record], producer=producer)
     event = _audited(
         audit, "end_challenge", actor, record, model_version=challenger, reason=reason, comment=comment,

@@ -155,11 +155,11 @@ class ScorerService(Service):
         self._served(fresh)
 
     def _served(self, serving: Serving) -> None:
-        for scorer in (serving.primary, serving.canary):
-            if scorer is not None:
-                model = scorer.model
-                self.metrics.model.info({"name": model.name, "version": model.version, "role": scorer.role})
-                return
+        if serving.primary is not None:  # an idle shadow scorer keeps the last one it served
+            model = serving.primary.model
+            self.metrics.model.info(
+                {"name": model.name, "version": model.version, "role": serving.primary.role}
+            )
 
 
 def scorer_roles(config: ScorerSettings) -> Roles:
